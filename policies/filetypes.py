@@ -1,0 +1,63 @@
+"""The curated registry of file types a policy may allow.
+
+libmagic cannot list the types it knows, so the types (as libmagic names them when sniffing) and
+the extensions each may carry are kept here. `active` types can run code in a browser or unpack
+into other files; a policy has to allow them by name, and later checks treat them specially.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FileType:
+    mime: str
+    label: str
+    extensions: tuple[str, ...]
+    kind: str  # image, document, text, archive, markup, data
+    active: bool = False
+
+
+FILE_TYPES: dict[str, FileType] = {
+    t.mime: t
+    for t in [
+        FileType("image/png", "PNG image", ("png",), "image"),
+        FileType("image/jpeg", "JPEG image", ("jpg", "jpeg"), "image"),
+        FileType("image/gif", "GIF image", ("gif",), "image"),
+        FileType("image/webp", "WebP image", ("webp",), "image"),
+        FileType("image/avif", "AVIF image", ("avif",), "image"),
+        FileType("image/tiff", "TIFF image", ("tif", "tiff"), "image"),
+        FileType("application/pdf", "PDF document", ("pdf",), "document"),
+        FileType("text/plain", "Plain text", ("txt", "text", "log", "md"), "text"),
+        FileType("text/csv", "CSV table", ("csv",), "text"),
+        FileType("application/json", "JSON data", ("json",), "data"),
+        FileType(
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "Word document",
+            ("docx",),
+            "document",
+        ),
+        FileType(
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "Excel workbook",
+            ("xlsx",),
+            "document",
+        ),
+        FileType(
+            "application/vnd.oasis.opendocument.text", "OpenDocument text", ("odt",), "document"
+        ),
+        FileType("application/zip", "ZIP archive", ("zip",), "archive", active=True),
+        FileType("application/x-tar", "TAR archive", ("tar",), "archive", active=True),
+        FileType("application/gzip", "gzip archive", ("gz", "tgz"), "archive", active=True),
+        FileType("text/html", "HTML page", ("html", "htm"), "markup", active=True),
+        FileType("image/svg+xml", "SVG drawing", ("svg",), "markup", active=True),
+        FileType("text/xml", "XML document", ("xml",), "markup", active=True),
+    ]
+}
+
+RASTER_IMAGE_TYPES = frozenset(m for m, t in FILE_TYPES.items() if t.kind == "image")
+
+
+def extensions_for(mimes: list[str]) -> set[str]:
+    return {ext for mime in mimes if mime in FILE_TYPES for ext in FILE_TYPES[mime].extensions}

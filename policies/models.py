@@ -1,0 +1,546 @@
+"""Upload policies, header rules and the append-only audit log of every change to them.
+
+Only `policies/services.py` writes UploadPolicy and HeaderRule (inside `service_writes()`), so no
+change can skip its audit entry; the audit log itself only ever grows.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.template.defaultfilters import filesizeformat
+
+from policies import validators
+from policies.filetypes import FILE_TYPES, extensions_for
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+MAX_FILE_SIZE_BYTES = 5 * GIB
+
+_service_write = ContextVar("policies_service_write", default=False)
+
+
+@contextmanager
+def service_writes():
+    """Marks the code inside as a service, the only place allowed to write policies and rules."""
+    token = _service_write.set(True)
+    try:
+        yield
+    finally:
+        _service_write.reset(token)
+
+
+class WriteRefused(Exception):
+    """A write that skipped the services (and so would skip the audit log)."""
+
+
+class ServiceOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise WriteRefused(
+            f"Bulk update() of {self.model.__name__} would skip the audit log; "
+            "change each object through policies.services."
+        )
+
+    def delete(self):
+        raise WriteRefused(
+            f"Bulk delete() of {self.model.__name__} would skip the audit log; "
+            "delete each object through policies.services."
+        )
+
+
+class ServiceOnlyModel(models.Model):
+    """Refuses save() and delete() outside the services."""
+
+    objects = ServiceOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not _service_write.get():
+            raise WriteRefused(f"Save {type(self).__name__} through policies.services.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if not _service_write.get():
+            raise WriteRefused(f"Delete {type(self).__name__} through policies.services.")
+        return super().delete(*args, **kwargs)
+
+
+class Mode(models.TextChoices):
+    ENFORCE = "enforce", "Enforce"
+    REPORT_ONLY = "report_only", "Report only (rehearse: record, do not refuse)"
+
+
+class ScanMode(models.TextChoices):
+    OFF = "off", "Off"
+    ON = "on", "On when a scanner is configured"
+    REQUIRED = "required", "Required (refuse when the scanner is unavailable)"
+
+
+class UploadAccess(models.TextChoices):
+    AUTHENTICATED = "authenticated", "Any signed-in user"
+    GROUPS = "groups", "Members of the listed groups"
+    STAFF = "staff", "Staff only"
+
+
+def _between(low: int, high: int) -> list:
+    return [MinValueValidator(low), MaxValueValidator(high)]
+
+
+class UploadPolicy(ServiceOnlyModel):
+    """What an upload target accepts, who may use it, and how its files are kept and served."""
+
+    slug = models.SlugField(
+        max_length=50, unique=True, help_text="Name of the upload target, e.g. avatars."
+    )
+    title = models.CharField(max_length=120, blank=True)
+    enabled = models.BooleanField(default=True)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.ENFORCE)
+
+    max_file_size_bytes = models.BigIntegerField(
+        default=10 * MIB,
+        validators=_between(1, MAX_FILE_SIZE_BYTES),
+        help_text="Largest file accepted, in bytes (10485760 = 10 MiB).",
+    )
+    max_files_per_request = models.PositiveIntegerField(default=1, validators=_between(1, 100))
+    max_request_bytes = models.BigIntegerField(
+        default=10 * MIB + 64 * KIB,
+        validators=_between(1, 10 * GIB),
+        help_text="Largest request body, in bytes; refused before it is read.",
+    )
+    allowed_types = models.JSONField(
+        default=list, blank=True, help_text="Sniffed MIME types accepted, e.g. image/png."
+    )
+    allowed_extensions = models.JSONField(
+        default=list, blank=True, help_text="File name extensions accepted, without the dot."
+    )
+
+    filename_max_bytes = models.PositiveIntegerField(default=255, validators=_between(16, 255))
+    filename_allow_non_ascii = models.BooleanField(default=True)
+
+    image_max_pixels = models.BigIntegerField(
+        default=40_000_000, validators=_between(1, 1_000_000_000)
+    )
+    image_max_side = models.PositiveIntegerField(default=12_000, validators=_between(1, 100_000))
+    image_reencode = models.BooleanField(
+        default=True, help_text="Re-encode images, dropping metadata and anything appended."
+    )
+
+    pdf_refuse_javascript = models.BooleanField(default=True)
+    pdf_refuse_launch_actions = models.BooleanField(default=True)
+    pdf_refuse_embedded_files = models.BooleanField(default=True)
+    pdf_refuse_xfa = models.BooleanField(default=True)
+
+    archive_max_entries = models.PositiveIntegerField(default=1000, validators=_between(1, 100_000))
+    archive_max_expanded_bytes = models.BigIntegerField(
+        default=100 * MIB, validators=_between(1, 50 * GIB)
+    )
+    archive_max_ratio = models.PositiveIntegerField(default=100, validators=_between(1, 10_000))
+    archive_max_depth = models.PositiveIntegerField(
+        default=0, validators=_between(0, 3), help_text="0: archives inside archives are refused."
+    )
+
+    scan = models.CharField(max_length=16, choices=ScanMode.choices, default=ScanMode.ON)
+
+    upload_access = models.CharField(
+        max_length=16, choices=UploadAccess.choices, default=UploadAccess.AUTHENTICATED
+    )
+    allowed_groups = models.JSONField(
+        default=list, blank=True, help_text="Group names, when only listed groups may upload."
+    )
+
+    quota_files = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Files per user per period; empty for no limit."
+    )
+    quota_bytes = models.BigIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Bytes per user."
+    )
+    quota_period_seconds = models.PositiveIntegerField(
+        default=86_400, validators=_between(60, 366 * 86_400)
+    )
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=_between(1, 36_500), help_text="Empty: keep forever."
+    )
+    serve_images_inline = models.BooleanField(
+        default=False, help_text="Serve re-encoded raster images inline; everything else downloads."
+    )
+
+    owner = models.CharField(max_length=200, blank=True, help_text="Who answers for this policy.")
+    expected_result = models.TextField(
+        blank=True, help_text="What should happen to uploads under this policy."
+    )
+    notes = models.TextField(blank=True)
+
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name = "upload policy"
+        verbose_name_plural = "upload policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_file_size_bytes__gte=1, max_file_size_bytes__lte=5 * GIB),
+                name="policy_max_file_size_range",
+                violation_error_message="Max file size must be between 1 byte and 5 GiB.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_files_per_request__gte=1, max_files_per_request__lte=100),
+                name="policy_max_files_range",
+                violation_error_message="Max files per request must be between 1 and 100.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_request_bytes__gte=models.F("max_file_size_bytes")),
+                name="policy_request_cap_fits_file",
+                violation_error_message="Max request size must be at least the max file size.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(mode__in=Mode.values),
+                name="policy_mode_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(scan__in=ScanMode.values),
+                name="policy_scan_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(upload_access__in=UploadAccess.values),
+                name="policy_access_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def max_file_size_display(self) -> str:
+        return filesizeformat(self.max_file_size_bytes)
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        self._clean_types(errors)
+        sizes = (self.max_request_bytes, self.max_file_size_bytes)
+        if None not in sizes and sizes[0] < sizes[1]:
+            errors.setdefault("max_request_bytes", []).append(
+                "Max request size must be at least the max file size "
+                f"({filesizeformat(self.max_file_size_bytes)})."
+            )
+        self._clean_groups(errors)
+        if errors:
+            raise ValidationError(errors)
+
+    def _clean_types(self, errors: dict[str, list[str]]) -> None:
+        types, exts = self.allowed_types, self.allowed_extensions
+        if not _is_str_list(types):
+            errors["allowed_types"] = ["Give a list of MIME types."]
+            return
+        if not _is_str_list(exts):
+            errors["allowed_extensions"] = ["Give a list of extensions."]
+            return
+        unknown = [t for t in types if t not in FILE_TYPES]
+        if unknown:
+            errors["allowed_types"] = [
+                f"Unknown type(s): {', '.join(unknown)}. Known: {', '.join(sorted(FILE_TYPES))}."
+            ]
+        if len(set(types)) != len(types):
+            errors.setdefault("allowed_types", []).append("A type is listed twice.")
+        bad_form = [e for e in exts if not re.fullmatch(r"[a-z0-9]{1,10}", e)]
+        if bad_form:
+            errors["allowed_extensions"] = [
+                f"Write extensions in lower case without the dot: {', '.join(bad_form)}."
+            ]
+            return
+        carried = extensions_for(types)
+        stray = [e for e in exts if e not in carried]
+        if stray and not unknown:
+            errors["allowed_extensions"] = [
+                f"No allowed type carries the extension(s) {', '.join(stray)}; "
+                "allow the matching type or remove them."
+            ]
+        unusable = [
+            t for t in types if t in FILE_TYPES and not set(FILE_TYPES[t].extensions) & set(exts)
+        ]
+        if unusable:
+            errors.setdefault("allowed_types", []).append(
+                f"{', '.join(unusable)} cannot be uploaded: none of its extensions is allowed."
+            )
+
+    def _clean_groups(self, errors: dict[str, list[str]]) -> None:
+        from django.contrib.auth.models import Group
+
+        groups = self.allowed_groups
+        if not _is_str_list(groups):
+            errors["allowed_groups"] = ["Give a list of group names."]
+            return
+        missing = sorted(
+            set(groups) - set(Group.objects.filter(name__in=groups).values_list("name", flat=True))
+        )
+        if missing:
+            errors["allowed_groups"] = [f"No such group: {', '.join(missing)}."]
+        if self.upload_access == UploadAccess.GROUPS and not groups:
+            errors.setdefault("allowed_groups", []).append(
+                "List at least one group when only listed groups may upload."
+            )
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+class PathMatch(models.TextChoices):
+    EXACT = "exact", "Exact path"
+    PREFIX = "prefix", "Path prefix"
+    REGEX = "regex", "Regular expression"
+
+
+class FrameOptions(models.TextChoices):
+    DENY = "DENY", "DENY"
+    SAMEORIGIN = "SAMEORIGIN", "SAMEORIGIN"
+
+
+class ReferrerPolicy(models.TextChoices):
+    NO_REFERRER = "no-referrer", "no-referrer"
+    NO_REFERRER_WHEN_DOWNGRADE = "no-referrer-when-downgrade", "no-referrer-when-downgrade"
+    ORIGIN = "origin", "origin"
+    ORIGIN_WHEN_CROSS_ORIGIN = "origin-when-cross-origin", "origin-when-cross-origin"
+    SAME_ORIGIN = "same-origin", "same-origin"
+    STRICT_ORIGIN = "strict-origin", "strict-origin"
+    STRICT_ORIGIN_WHEN_CROSS_ORIGIN = (
+        "strict-origin-when-cross-origin",
+        "strict-origin-when-cross-origin",
+    )
+
+
+class OpenerPolicy(models.TextChoices):
+    SAME_ORIGIN = "same-origin", "same-origin"
+    SAME_ORIGIN_ALLOW_POPUPS = "same-origin-allow-popups", "same-origin-allow-popups"
+    UNSAFE_NONE = "unsafe-none", "unsafe-none"
+
+
+class EmbedderPolicy(models.TextChoices):
+    REQUIRE_CORP = "require-corp", "require-corp"
+    CREDENTIALLESS = "credentialless", "credentialless"
+    UNSAFE_NONE = "unsafe-none", "unsafe-none"
+
+
+class ResourcePolicy(models.TextChoices):
+    SAME_ORIGIN = "same-origin", "same-origin"
+    SAME_SITE = "same-site", "same-site"
+    CROSS_ORIGIN = "cross-origin", "cross-origin"
+
+
+class CrossDomainPolicies(models.TextChoices):
+    NONE = "none", "none"
+    MASTER_ONLY = "master-only", "master-only"
+    BY_CONTENT_TYPE = "by-content-type", "by-content-type"
+    ALL = "all", "all"
+
+
+def _choice(choices: type[models.TextChoices]) -> models.CharField:
+    return models.CharField(max_length=40, choices=choices.choices, blank=True)
+
+
+class HeaderRule(ServiceOnlyModel):
+    """Which security headers responses on matching paths carry."""
+
+    name = models.SlugField(max_length=100, unique=True, help_text="Unique name, e.g. site-wide.")
+    description = models.TextField(blank=True)
+    match_type = models.CharField(
+        max_length=10, choices=PathMatch.choices, default=PathMatch.PREFIX
+    )
+    path = models.CharField(max_length=500, default="/", help_text="e.g. / or /admin/ or ^/api/")
+    host = models.CharField(max_length=253, blank=True, help_text="Only for this host; empty: all.")
+    priority = models.IntegerField(default=100, validators=_between(0, 1000))
+    enabled = models.BooleanField(default=True)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.ENFORCE)
+
+    csp = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"default-src": ["\'self\'"], "object-src": ["\'none\'"]}',
+    )
+    hsts_max_age = models.PositiveIntegerField(
+        null=True, blank=True, validators=_between(0, 2 * 31_536_000)
+    )
+    hsts_include_subdomains = models.BooleanField(default=False)
+    hsts_preload = models.BooleanField(default=False)
+    x_frame_options = _choice(FrameOptions)
+    referrer_policy = _choice(ReferrerPolicy)
+    permissions_policy = models.JSONField(
+        default=dict, blank=True, help_text='{"camera": [], "geolocation": ["self"]}'
+    )
+    cross_origin_opener_policy = _choice(OpenerPolicy)
+    cross_origin_embedder_policy = _choice(EmbedderPolicy)
+    cross_origin_resource_policy = _choice(ResourcePolicy)
+    x_content_type_options_nosniff = models.BooleanField(default=False)
+    cache_control = models.CharField(
+        max_length=200, blank=True, help_text="e.g. no-store (applied to authenticated pages)."
+    )
+    x_permitted_cross_domain_policies = _choice(CrossDomainPolicies)
+    reporting_endpoints = models.JSONField(
+        default=dict, blank=True, help_text='{"csp": "/csp-report/"}'
+    )
+    custom_headers = models.JSONField(
+        default=dict, blank=True, help_text='{"X-Robots-Tag": "none"}'
+    )
+    remove_headers = models.JSONField(default=list, blank=True, help_text='["X-Powered-By"]')
+
+    owner = models.CharField(max_length=200, blank=True)
+    expected_result = models.TextField(blank=True)
+    notes = models.TextField(blank=True)
+
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(priority__gte=0, priority__lte=1000),
+                name="rule_priority_range",
+                violation_error_message="Priority must be between 0 and 1000.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(match_type__in=PathMatch.values), name="rule_match_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(mode__in=Mode.values), name="rule_mode_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        checks = {
+            "csp": validators.validate_csp,
+            "permissions_policy": validators.validate_permissions_policy,
+            "reporting_endpoints": validators.validate_reporting_endpoints,
+            "custom_headers": validators.validate_custom_headers,
+            "remove_headers": validators.validate_remove_headers,
+            "cache_control": lambda v: validators.validate_header_value(v, label="Cache-Control"),
+        }
+        for field, check in checks.items():
+            try:
+                check(getattr(self, field))
+            except ValidationError as exc:
+                errors[field] = exc.messages
+        if message := self._path_error():
+            errors["path"] = [message]
+        if self.host and not re.fullmatch(
+            r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*",
+            self.host,
+        ):
+            errors["host"] = [
+                "Give a lower-case host name such as example.com (no scheme or port)."
+            ]
+        if (self.hsts_include_subdomains or self.hsts_preload) and self.hsts_max_age is None:
+            errors["hsts_max_age"] = ["Set a max-age to send HSTS with these options."]
+        if errors:
+            raise ValidationError(errors)
+
+    def _path_error(self) -> str | None:
+        if not self.path or not validators._VISIBLE_ASCII.fullmatch(self.path):
+            return "Give a path of visible ASCII characters."
+        if self.match_type == PathMatch.REGEX:
+            try:
+                re.compile(self.path)
+            except re.error as exc:
+                return f"Not a valid regular expression: {exc}."
+            return None
+        if not self.path.startswith("/"):
+            return "Exact and prefix paths start with /."
+        return None
+
+
+class AuditAction(models.TextChoices):
+    CREATE = "create", "Create"
+    UPDATE = "update", "Update"
+    DELETE = "delete", "Delete"
+    ROLLBACK = "rollback", "Roll back"
+    IMPORT = "import", "Import"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise WriteRefused("The audit log is append-only.")
+
+    def delete(self):
+        raise WriteRefused("The audit log is append-only.")
+
+
+class AuditEntry(models.Model):
+    """One change to a policy or rule. Rows are only ever added; `entry_hash` chains them."""
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    created_at = models.DateTimeField()
+    actor = models.CharField(max_length=200, help_text="Who made the change, as text (hashed).")
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=16, choices=AuditAction.choices)
+    object_type = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=40)
+    object_repr = models.CharField(max_length=200)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    diff = models.JSONField(default=dict, blank=True)
+    reason = models.TextField()
+    rollback_note = models.TextField(blank=True)
+    rolls_back_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    key_id = models.CharField(max_length=32)
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-seq"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["object_type", "object_id", "-seq"])]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(seq__gte=1), name="audit_seq_positive"),
+            models.CheckConstraint(
+                condition=models.Q(action__in=AuditAction.values), name="audit_action_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.object_type} {self.object_repr}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None or not kwargs.pop("_append", False):
+            raise WriteRefused("Audit entries are appended by policies.audit only, never changed.")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise WriteRefused("The audit log is append-only.")
+
+
+class AuditHead(models.Model):
+    """The chain's head (one row): how many entries and the last hash, under its own HMAC."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    count = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=32)
+    head_hmac = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="audit_head_single")]
+
+    def __str__(self) -> str:
+        return f"audit head: {self.count} entries"

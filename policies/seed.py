@@ -1,0 +1,48 @@
+"""Defaults seeded after every migrate, through the services so they are audited as `system`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from policies.models import MIB, UploadPolicy
+from policies.services import Actor, policy_create
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "slug": "default",
+    "title": "Default",
+    "max_file_size_bytes": 10 * MIB,
+    "max_files_per_request": 1,
+    "max_request_bytes": 10 * MIB + 64 * 1024,
+    "allowed_types": [
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+        "text/csv",
+    ],
+    "allowed_extensions": ["png", "jpg", "jpeg", "gif", "webp", "pdf", "txt", "csv"],
+    "image_reencode": True,
+    "scan": "on",
+    "owner": "Portcullis operators",
+    "expected_result": (
+        "Images, PDFs, plain text and CSV up to 10 MiB, one file at a time; images re-encoded, "
+        "PDFs with active content refused, everything else refused."
+    ),
+}
+
+
+def seed_defaults(sender: Any = None, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+    """post_migrate handler: create what is missing, never touch what an admin changed."""
+    if UploadPolicy._meta.db_table not in connections[using].introspection.table_names():
+        return  # migrated backwards past the policies tables
+    if not UploadPolicy.objects.using(using).filter(slug="default").exists():
+        policy_create(
+            data=DEFAULT_POLICY,
+            actor=Actor.system(),
+            reason="Seed the default upload policy.",
+            rollback_note="Edit or disable the policy; migrate re-creates it only if deleted.",
+        )

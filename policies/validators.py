@@ -1,0 +1,315 @@
+"""Validation of admin-entered header values: every refusal names what is wrong and how to fix it.
+
+Allowlists throughout: a directive, feature or header name we do not know is an error, not a pass.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+
+MAX_HEADER_VALUE_BYTES = 8 * 1024
+
+# RFC 9110 section 5.6.2 token
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VISIBLE_ASCII = re.compile(r"[\x20-\x7e]*")
+
+# Headers a rule may never set or remove: framing, hop-by-hop, cookies and routing.
+FORBIDDEN_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "content-encoding",
+        "content-type",
+        "content-range",
+        "cookie",
+        "date",
+        "host",
+        "keep-alive",
+        "location",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "set-cookie",
+        "set-cookie2",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "www-authenticate",
+        "x-request-id",
+    }
+)
+
+CSP_FETCH_DIRECTIVES = frozenset(
+    {
+        "default-src",
+        "child-src",
+        "connect-src",
+        "font-src",
+        "frame-src",
+        "img-src",
+        "manifest-src",
+        "media-src",
+        "object-src",
+        "script-src",
+        "script-src-elem",
+        "script-src-attr",
+        "style-src",
+        "style-src-elem",
+        "style-src-attr",
+        "worker-src",
+        "fenced-frame-src",
+    }
+)
+CSP_SOURCE_LIST_DIRECTIVES = CSP_FETCH_DIRECTIVES | {"base-uri", "form-action", "frame-ancestors"}
+CSP_FLAG_DIRECTIVES = frozenset({"upgrade-insecure-requests"})
+CSP_OTHER_DIRECTIVES = frozenset(
+    {"sandbox", "report-uri", "report-to", "require-trusted-types-for", "trusted-types", "webrtc"}
+)
+CSP_DIRECTIVES = CSP_SOURCE_LIST_DIRECTIVES | CSP_FLAG_DIRECTIVES | CSP_OTHER_DIRECTIVES
+
+CSP_KEYWORDS = frozenset(
+    {
+        "'self'",
+        "'none'",
+        "'unsafe-inline'",
+        "'unsafe-eval'",
+        "'strict-dynamic'",
+        "'unsafe-hashes'",
+        "'report-sample'",
+        "'wasm-unsafe-eval'",
+        "'inline-speculation-rules'",
+    }
+)
+_CSP_HASH = re.compile(r"'sha(256|384|512)-[A-Za-z0-9+/_-]+={0,2}'")
+_CSP_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:")
+_CSP_HOST = re.compile(
+    r"(?:[a-z][a-z0-9+.-]*://)?(?:\*|(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+    r"(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)(?::(?:\d{1,5}|\*))?(?:/[^\s;,']*)?",
+    re.IGNORECASE,
+)
+CSP_SANDBOX_TOKENS = frozenset(
+    {
+        "allow-downloads",
+        "allow-forms",
+        "allow-modals",
+        "allow-orientation-lock",
+        "allow-pointer-lock",
+        "allow-popups",
+        "allow-popups-to-escape-sandbox",
+        "allow-presentation",
+        "allow-same-origin",
+        "allow-scripts",
+        "allow-storage-access-by-user-activation",
+        "allow-top-navigation",
+        "allow-top-navigation-by-user-activation",
+        "allow-top-navigation-to-custom-protocols",
+    }
+)
+
+PERMISSIONS_POLICY_FEATURES = frozenset(
+    {
+        "accelerometer",
+        "ambient-light-sensor",
+        "attribution-reporting",
+        "autoplay",
+        "bluetooth",
+        "browsing-topics",
+        "camera",
+        "compute-pressure",
+        "display-capture",
+        "document-domain",
+        "encrypted-media",
+        "fullscreen",
+        "gamepad",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "identity-credentials-get",
+        "idle-detection",
+        "local-fonts",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "otp-credentials",
+        "payment",
+        "picture-in-picture",
+        "publickey-credentials-create",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "serial",
+        "storage-access",
+        "usb",
+        "web-share",
+        "window-management",
+        "xr-spatial-tracking",
+    }
+)
+
+
+def validate_header_name(name: str) -> None:
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name) or len(name) > 100:
+        raise ValidationError(
+            f"{name!r} is not a valid header name: use letters, digits and - (at most 100).",
+            code="header_name",
+        )
+    if name.lower() in FORBIDDEN_HEADERS:
+        raise ValidationError(
+            f"{name} controls framing, cookies or routing and cannot be set or removed by a rule.",
+            code="header_forbidden",
+        )
+
+
+def validate_header_value(value: str, *, label: str = "header value") -> None:
+    if not isinstance(value, str):
+        raise ValidationError(f"The {label} must be text.", code="header_value")
+    if not _VISIBLE_ASCII.fullmatch(value):
+        raise ValidationError(
+            f"The {label} may contain only visible ASCII characters and spaces "
+            "(no line breaks, tabs, NUL or non-ASCII).",
+            code="header_value",
+        )
+    if len(value.encode()) > MAX_HEADER_VALUE_BYTES:
+        raise ValidationError(f"The {label} is longer than 8 KiB.", code="header_value")
+    if value != value.strip():
+        raise ValidationError(
+            f"The {label} must not start or end with a space.", code="header_value"
+        )
+
+
+def _check_csp_source(directive: str, source: str) -> str | None:
+    """Return an error message for one source expression, or None when it is valid."""
+    if not isinstance(source, str) or not source:
+        return f"{directive}: every source must be non-empty text."
+    if re.search(r"[\s;,]", source):
+        return f"{directive}: {source!r} must be a single source (no spaces, ';' or ',')."
+    if not _VISIBLE_ASCII.fullmatch(source):
+        return f"{directive}: {source!r} may contain only visible ASCII characters."
+    lowered = source.lower()
+    if lowered.startswith("'nonce-"):
+        return (
+            f"{directive}: do not store a nonce; nonces are made per request "
+            "(templates read request.csp_nonce)."
+        )
+    if lowered in CSP_KEYWORDS or _CSP_HASH.fullmatch(source):
+        return None
+    if source.startswith("'"):
+        return f"{directive}: {source} is not a CSP keyword or hash."
+    if f"'{lowered}'" in CSP_KEYWORDS:
+        return f"{directive}: the keyword {source} must be quoted: '{lowered}'."
+    if _CSP_SCHEME.fullmatch(source) or _CSP_HOST.fullmatch(source):
+        return None
+    return f"{directive}: {source!r} is not a valid host, scheme, keyword or hash."
+
+
+def _csp_directive_errors(directive: str, values: object) -> list[str]:
+    if not isinstance(values, list):
+        return [f"{directive}: give a list of sources."]
+    if directive in CSP_FLAG_DIRECTIVES:
+        return [] if values == [] else [f"{directive} takes no values."]
+    if directive == "sandbox":
+        bad = [v for v in values if v not in CSP_SANDBOX_TOKENS]
+        return [f"sandbox: {v!r} is not a sandbox flag." for v in bad]
+    if directive == "report-uri":
+        return [m for v in values if (m := _url_error(directive, v, allow_relative=True))]
+    if directive in CSP_OTHER_DIRECTIVES:
+        return [
+            f"{directive}: {v!r} must be a single token."
+            for v in values
+            if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9'*#._%-]+", v)
+        ]
+    if not values:
+        return [f"{directive}: give at least one source, or 'none'."]
+    errors = [m for v in values if (m := _check_csp_source(directive, v))]
+    if "'none'" in [str(v).lower() for v in values] and len(values) > 1:
+        errors.append(f"{directive}: 'none' must be the only source.")
+    return errors
+
+
+def validate_csp(directives: object) -> None:
+    if not isinstance(directives, dict):
+        raise ValidationError("CSP must be a mapping of directive names to lists of sources.")
+    errors = []
+    for name, values in directives.items():
+        if name not in CSP_DIRECTIVES:
+            errors.append(f"{name!r} is not a CSP directive.")
+            continue
+        errors.extend(_csp_directive_errors(name, values))
+    if errors:
+        raise ValidationError(errors, code="csp")
+
+
+def _url_error(label: str, value: object, *, allow_relative: bool = False) -> str | None:
+    if not isinstance(value, str) or not _VISIBLE_ASCII.fullmatch(value) or " " in value:
+        return f"{label}: {value!r} is not a valid URL."
+    if allow_relative and value.startswith("/") and not value.startswith("//"):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc:
+        return f"{label}: {value!r} must be an https:// URL" + (
+            " or a path starting with /." if allow_relative else "."
+        )
+    return None
+
+
+def validate_permissions_policy(features: object) -> None:
+    if not isinstance(features, dict):
+        raise ValidationError("Permissions-Policy must map feature names to allowlists.")
+    errors = []
+    for feature, allowlist in features.items():
+        if feature not in PERMISSIONS_POLICY_FEATURES:
+            errors.append(f"{feature!r} is not a known Permissions-Policy feature.")
+        elif not isinstance(allowlist, list):
+            errors.append(f"{feature}: give a list (empty to deny everywhere).")
+        else:
+            for item in allowlist:
+                if item in ("*", "self", "src"):
+                    continue
+                if _url_error(feature, item) is None and urlsplit(item).path in ("", "/"):
+                    continue
+                errors.append(f"{feature}: {item!r} must be *, self, src or an https:// origin.")
+    if errors:
+        raise ValidationError(errors, code="permissions_policy")
+
+
+def validate_reporting_endpoints(endpoints: object) -> None:
+    if not isinstance(endpoints, dict):
+        raise ValidationError("Reporting endpoints must map names to https:// URLs.")
+    errors = []
+    for name, url in endpoints.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", str(name)):
+            errors.append(f"{name!r}: endpoint names are lower-case letters, digits, - and _.")
+        elif message := _url_error(name, url, allow_relative=True):
+            errors.append(message)
+    if errors:
+        raise ValidationError(errors, code="reporting_endpoints")
+
+
+def validate_custom_headers(headers: object) -> None:
+    if not isinstance(headers, dict):
+        raise ValidationError("Custom headers must map header names to values.")
+    errors = []
+    for name, value in headers.items():
+        try:
+            validate_header_name(name)
+            validate_header_value(value, label=f"value of {name}")
+        except ValidationError as exc:
+            errors.extend(exc.messages)
+    if errors:
+        raise ValidationError(errors, code="custom_headers")
+
+
+def validate_remove_headers(names: object) -> None:
+    if not isinstance(names, list):
+        raise ValidationError("Headers to remove must be a list of header names.")
+    errors = []
+    for name in names:
+        try:
+            validate_header_name(name)
+        except ValidationError as exc:
+            errors.extend(exc.messages)
+    if errors:
+        raise ValidationError(errors, code="remove_headers")

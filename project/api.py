@@ -1,0 +1,73 @@
+"""The one place that turns an error into the API's `{"code", "detail", ...}` body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from project.errors import PortcullisError
+
+_DRF_CODES = {
+    # DRF's ValidationError says "invalid"; our contract says "validation_error".
+    "invalid": "validation_error",
+}
+
+
+def _field_messages(detail: Any) -> dict[str, list[str]]:
+    if isinstance(detail, dict):
+        return {
+            str(field): [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
+            for field, msgs in detail.items()
+        }
+    return {
+        "non_field_errors": [str(m) for m in (detail if isinstance(detail, list) else [detail])]
+    }
+
+
+def validation_body(detail: Any) -> dict[str, Any]:
+    fields = _field_messages(detail)
+    first = next((msgs[0] for msgs in fields.values() if msgs), "The request is not valid.")
+    return {"code": "validation_error", "detail": first, "fields": fields}
+
+
+def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
+    if isinstance(exc, Http404):
+        return exceptions.NotFound()
+    if isinstance(exc, PermissionDenied):
+        return exceptions.PermissionDenied()
+    if isinstance(exc, DjangoValidationError):
+        return exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    if isinstance(exc, exceptions.APIException):
+        return exc
+    return None
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER. Unknown exceptions return None so Django's handler500 answers."""
+    if isinstance(exc, PortcullisError):
+        set_rollback()
+        return Response(exc.as_body(), status=exc.status)
+    api_exc = _as_api_exception(exc)
+    if api_exc is None:
+        return None
+    set_rollback()
+    headers = {}
+    if getattr(api_exc, "auth_header", None):
+        headers["WWW-Authenticate"] = api_exc.auth_header
+    if isinstance(api_exc, exceptions.ValidationError):
+        return Response(validation_body(api_exc.detail), status=api_exc.status_code)
+    code = api_exc.get_codes()
+    code = code if isinstance(code, str) else api_exc.default_code
+    body: dict[str, Any] = {"code": _DRF_CODES.get(code, code), "detail": str(api_exc.detail)}
+    if isinstance(api_exc, exceptions.Throttled) and api_exc.wait is not None:
+        body["retry_after"] = int(api_exc.wait + 0.999)
+        headers["Retry-After"] = str(body["retry_after"])
+    return Response(body, status=api_exc.status_code, headers=headers)

@@ -1,0 +1,40 @@
+"""Request-scoped plumbing that every other part of the project relies on."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
+
+from django.http import HttpRequest, HttpResponse
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+current_request_id: ContextVar[str] = ContextVar("current_request_id", default="-")
+
+
+def accept_or_make_request_id(incoming: str | None) -> str:
+    """Keep a caller's id if it is short and plain (so it is safe in logs), else make one."""
+    if incoming and _SANE_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Tags the request, its log lines, its audit entries and its response with one id."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = accept_or_make_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id
+        token = current_request_id.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            current_request_id.reset(token)
+        response[REQUEST_ID_HEADER] = request_id
+        return response

@@ -1,0 +1,30 @@
+"""The client's address, as DESIGN.md's proxy settings say to find it."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def _valid_ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """REMOTE_ADDR, or behind trusted proxies the address the outermost trusted one saw.
+
+    Each proxy appends the address it received the request from, so with N trusted proxies the
+    client is the N-th entry from the right; anything left of it is client-supplied and ignored.
+    """
+    remote = _valid_ip(request.META.get("REMOTE_ADDR", ""))
+    if not settings.BEHIND_PROXY:
+        return remote
+    hops = [hop for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    if len(hops) < settings.TRUSTED_PROXY_COUNT:
+        return remote
+    return _valid_ip(hops[-settings.TRUSTED_PROXY_COUNT]) or remote

@@ -1,0 +1,87 @@
+"""Project-wide views: health probe, home page, and error pages that speak JSON under /api/."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views import defaults
+from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from project.errors import ERROR_STATUS
+
+
+@require_safe
+@never_cache
+def health(request: HttpRequest) -> JsonResponse:
+    """200 when the app and its database answer; 503 otherwise (for load balancers)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError:
+        return JsonResponse(
+            {"ok": False, "detail": "The database does not answer."},
+            status=HTTPStatus.SERVICE_UNAVAILABLE,
+        )
+    return JsonResponse({"ok": True})
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "home.html")
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def error_json(code: str, detail: str, status: int | None = None) -> JsonResponse:
+    return JsonResponse({"code": code, "detail": detail}, status=status or ERROR_STATUS[code])
+
+
+def _bad_request_error(exception: Exception | None) -> JsonResponse:
+    if isinstance(exception, TooManyFilesSent):
+        return error_json("too_many_files", "The request carries more files than allowed.")
+    if isinstance(exception, RequestDataTooBig):
+        return error_json("request_too_large", "The request body is larger than allowed.")
+    if isinstance(exception, TooManyFieldsSent):
+        return error_json("bad_request", "The request carries more form fields than allowed.")
+    return error_json("bad_request", "The request could not be understood.")
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return _bad_request_error(exception)
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return error_json("permission_denied", "You do not have permission to do this.")
+    return defaults.permission_denied(request, exception)
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return error_json("not_found", "Not found.")
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return error_json(
+            "server_error",
+            "Something went wrong on our side; quote the X-Request-ID header when reporting it.",
+        )
+    return defaults.server_error(request)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    if _is_api(request):
+        return error_json("csrf_failed", "CSRF check failed; send the CSRF token with the request.")
+    return django_csrf_failure(request, reason=reason)

@@ -1,0 +1,43 @@
+"""Shared fixtures: the users of hc/test.py style (an owner, another user, a staff editor)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+
+from policies.models import UploadPolicy
+from policies.services import Actor
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("owner", "owner@example.com", PASSWORD)
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("other", "other@example.com", PASSWORD)
+
+
+@pytest.fixture
+def editor(django_user_model):
+    """Staff, in a "policy editors" group holding the policies models' permissions; no superuser."""
+    group, _ = Group.objects.get_or_create(name="policy editors")
+    group.permissions.set(Permission.objects.filter(content_type__app_label="policies"))
+    user = django_user_model.objects.create_user(
+        "editor", "editor@example.com", PASSWORD, is_staff=True
+    )
+    user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def actor(editor):
+    return Actor.for_user(editor)
+
+
+@pytest.fixture
+def default_policy(db):
+    return UploadPolicy.objects.get(slug="default")

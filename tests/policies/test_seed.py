@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from django.core.management import call_command
+
+from policies.models import AuditEntry, UploadPolicy
+
+
+def test_migrate_seeds_the_default_policy_as_system(default_policy):
+    assert default_policy.max_file_size_bytes == 10 * 1024 * 1024
+    assert default_policy.max_files_per_request == 1
+    assert set(default_policy.allowed_types) == {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+        "text/csv",
+    }
+    assert default_policy.image_reencode
+    assert default_policy.scan == "on"
+    entry = AuditEntry.objects.get(object_type="upload_policy", object_id=str(default_policy.pk))
+    assert entry.actor == "system"
+    assert entry.action == "create"
+
+
+def test_seeding_again_changes_nothing(default_policy):
+    before = AuditEntry.objects.count()
+    call_command("migrate", verbosity=0)
+    assert UploadPolicy.objects.filter(slug="default").count() == 1
+    assert AuditEntry.objects.count() == before

@@ -1,0 +1,18 @@
+"""Test settings: production settings, with test keys and plain-HTTP test client convenience."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_DEBUG", "0")
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-" + "x" * 40)
+os.environ.setdefault("AUDIT_HMAC_KEY", "test-audit-key-" + "y" * 40)
+
+from project.settings import *  # noqa: F403
+
+# Tests use Django's test client over plain HTTP; tests of the redirect switch it back on.
+SECURE_SSL_REDIRECT = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {  # noqa: F405
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+}

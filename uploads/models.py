@@ -1,0 +1,69 @@
+"""Stored uploads and the record of every upload decision."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from policies.models import UploadPolicy
+
+
+class UploadStatus(models.TextChoices):
+    STORED = "stored", "Stored"
+    DELETED = "deleted", "Deleted"
+
+
+class Upload(models.Model):
+    """A file that passed its policy and is kept under UPLOAD_ROOT with a random name."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="uploads"
+    )
+    # PROTECT: a policy with stored files cannot be deleted (services answer policy_in_use).
+    policy = models.ForeignKey(UploadPolicy, on_delete=models.PROTECT, related_name="uploads")
+    policy_audit_seq = models.PositiveBigIntegerField(
+        null=True, help_text="Audit entry of the policy version that accepted the file."
+    )
+    stored_name = models.CharField(max_length=100, unique=True)
+    original_name = models.CharField(max_length=255)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=100)
+    status = models.CharField(
+        max_length=16, choices=UploadStatus.choices, default=UploadStatus.STORED
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "policy", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+
+class UploadEvent(models.Model):
+    """One upload decision, accepted or refused; read by the dashboard and by rehearsals."""
+
+    policy_slug = models.CharField(max_length=50)
+    code = models.CharField(max_length=40, help_text="accepted, or the refusal's error code.")
+    would_refuse_code = models.CharField(max_length=40, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    size_bytes = models.BigIntegerField(null=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["policy_slug", "code", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.policy_slug}: {self.code}"
