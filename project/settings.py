@@ -94,6 +94,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(exist_ok=True)
     # IMMEDIATE takes the write lock at BEGIN, so concurrent writers queue instead of failing
     # mid-transaction; it also serializes audit-chain appends on SQLite.
     DATABASES["default"]["OPTIONS"] = {
