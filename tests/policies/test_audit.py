@@ -1,0 +1,235 @@
+"""The audit chain: rollback in one step, and tamper evidence that audit_verify reports."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection, connections
+
+from policies import services
+from policies.models import AuditEntry, UploadPolicy
+from project.errors import PolicyConflict
+from tests.policies.test_services import WHY, entries_for, make_policy
+
+UNDO = {"reason": "That change broke uploads"}
+
+
+def verify(*args: str) -> str:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("audit_verify", *args, stdout=out)
+    return out.getvalue()
+
+
+def verify_fails(*args: str) -> str:
+    with pytest.raises(CommandError) as caught:
+        verify(*args)
+    assert caught.value.returncode == 1
+    return str(caught.value)
+
+
+def test_rollback_of_an_update_restores_the_before_state(actor):
+    policy = make_policy(actor)
+    services.policy_update(
+        policy=policy, changes={"max_file_size_bytes": 1024}, version=1, actor=actor, **WHY
+    )
+    update = entries_for(policy)[-1]
+    rollback = services.change_rollback(entry=update, actor=actor, **UNDO)
+    restored = UploadPolicy.objects.get(pk=policy.pk)
+    assert restored.max_file_size_bytes == 10 * 1024 * 1024
+    assert restored.version == 3
+    assert rollback.action == "rollback"
+    assert rollback.rolls_back_seq == update.seq
+    assert rollback.reason == UNDO["reason"]
+    assert rollback.rollback_note
+    assert rollback.diff == {"max_file_size_bytes": {"before": 1024, "after": 10 * 1024 * 1024}}
+    assert len(entries_for(policy)) == 3
+
+
+def test_a_deleted_policy_comes_back_by_rollback(actor):
+    policy = make_policy(actor, title="Avatars", max_file_size_bytes=4096)
+    pk = policy.pk
+    services.policy_delete(policy=policy, version=1, actor=actor, **WHY)
+    delete = entries_for(policy)[-1]
+    services.change_rollback(entry=delete, actor=actor, **UNDO)
+    back = UploadPolicy.objects.get(pk=pk)
+    assert (back.slug, back.title, back.max_file_size_bytes) == ("avatars", "Avatars", 4096)
+    assert back.version == 2
+    assert [e.action for e in entries_for(back)] == ["create", "delete", "rollback"]
+
+
+def test_rolling_back_a_create_deletes_the_object(actor):
+    policy = make_policy(actor)
+    services.change_rollback(entry=entries_for(policy)[0], actor=actor, **UNDO)
+    assert not UploadPolicy.objects.filter(pk=policy.pk).exists()
+
+
+def test_rolling_back_an_older_entry_is_refused_naming_the_later_ones(actor):
+    policy = make_policy(actor)
+    services.policy_update(policy=policy, changes={"title": "A"}, version=1, actor=actor, **WHY)
+    services.policy_update(policy=policy, changes={"title": "B"}, version=2, actor=actor, **WHY)
+    first_update, second_update = entries_for(policy)[1:]
+    with pytest.raises(PolicyConflict) as caught:
+        services.change_rollback(entry=first_update, actor=actor, **UNDO)
+    assert caught.value.code == "rollback_conflict"
+    assert caught.value.extra["later_entries"] == [second_update.seq]
+    assert f"#{second_update.seq}" in caught.value.detail
+    assert UploadPolicy.objects.get(pk=policy.pk).title == "B"
+    assert len(entries_for(policy)) == 3
+
+
+def test_a_rollback_can_itself_be_rolled_back(actor):
+    policy = make_policy(actor)
+    services.policy_update(policy=policy, changes={"title": "A"}, version=1, actor=actor, **WHY)
+    rollback = services.change_rollback(entry=entries_for(policy)[-1], actor=actor, **UNDO)
+    assert UploadPolicy.objects.get(pk=policy.pk).title == ""
+    services.change_rollback(entry=rollback, actor=actor, **UNDO)
+    assert UploadPolicy.objects.get(pk=policy.pk).title == "A"
+
+
+def test_rollback_needs_a_reason(actor):
+    policy = make_policy(actor)
+    with pytest.raises(Exception, match="why"):
+        services.change_rollback(entry=entries_for(policy)[0], actor=actor, reason=" ")
+    assert UploadPolicy.objects.filter(pk=policy.pk).exists()
+
+
+def test_entries_carry_gapless_seq_and_a_hash_chain(actor):
+    policy = make_policy(actor)
+    services.policy_update(policy=policy, changes={"title": "A"}, version=1, actor=actor, **WHY)
+    entries = list(AuditEntry.objects.order_by("seq"))
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    assert entries[0].prev_hash == "0" * 64
+    for earlier, later in zip(entries, entries[1:], strict=False):
+        assert later.prev_hash == earlier.entry_hash
+
+
+def test_audit_verify_passes_on_a_clean_log(actor):
+    make_policy(actor)
+    head = AuditEntry.objects.order_by("-seq").first()
+    out = verify()
+    assert f"{AuditEntry.objects.count()} entries" in out
+    assert head.entry_hash in out
+    assert head.entry_hash in verify("--expect-head", head.entry_hash)
+
+
+def raw(sql: str, *params) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def three_entries(actor) -> list[AuditEntry]:
+    policy = make_policy(actor)
+    services.policy_update(policy=policy, changes={"title": "A"}, version=1, actor=actor, **WHY)
+    services.policy_update(policy=policy, changes={"title": "B"}, version=2, actor=actor, **WHY)
+    return list(AuditEntry.objects.order_by("seq"))
+
+
+def test_audit_verify_fails_after_a_raw_edit_of_one_row(actor):
+    entries = three_entries(actor)
+    target = entries[-2]
+    raw("UPDATE policies_auditentry SET reason = %s WHERE seq = %s", "nothing to see", target.seq)
+    assert f"entry #{target.seq} was altered" in verify_fails()
+
+
+def test_audit_verify_fails_after_a_raw_edit_of_a_snapshot(actor):
+    entries = three_entries(actor)
+    target = entries[-1]
+    raw("UPDATE policies_auditentry SET actor = %s WHERE seq = %s", "user:someone-else", target.seq)
+    assert f"#{target.seq}" in verify_fails()
+
+
+def test_audit_verify_fails_when_the_newest_row_is_deleted(actor):
+    entries = three_entries(actor)
+    raw("DELETE FROM policies_auditentry WHERE seq = %s", entries[-1].seq)
+    message = verify_fails()
+    assert f"entry #{entries[-1].seq} is missing" in message
+
+
+def test_audit_verify_fails_when_a_middle_row_is_deleted(actor):
+    entries = three_entries(actor)
+    raw("DELETE FROM policies_auditentry WHERE seq = %s", entries[1].seq)
+    assert f"entry #{entries[1].seq} is missing" in verify_fails()
+
+
+def test_audit_verify_fails_when_two_rows_are_swapped(actor):
+    entries = three_entries(actor)
+    a, b = entries[-2].seq, entries[-1].seq
+    raw("UPDATE policies_auditentry SET seq = %s WHERE seq = %s", 10_000_000, a)
+    raw("UPDATE policies_auditentry SET seq = %s WHERE seq = %s", a, b)
+    raw("UPDATE policies_auditentry SET seq = %s WHERE seq = %s", b, 10_000_000)
+    assert f"#{a}" in verify_fails()
+
+
+def test_audit_verify_fails_when_the_head_is_rewound(actor):
+    entries = three_entries(actor)
+    raw("UPDATE policies_audithead SET count = %s", len(entries) - 1)
+    assert "head was altered" in verify_fails()
+
+
+def test_audit_verify_catches_a_restored_old_backup_with_expect_head(actor):
+    make_policy(actor)
+    head = AuditEntry.objects.order_by("-seq").first().entry_hash
+    services.policy_update(
+        policy=UploadPolicy.objects.get(slug="avatars"),
+        changes={"title": "A"},
+        version=1,
+        actor=actor,
+        **WHY,
+    )
+    verify()  # the newer log is intact by itself
+    assert "not the expected" in verify_fails("--expect-head", head)
+
+
+def test_old_keys_still_verify_after_rotation(actor, settings):
+    make_policy(actor)
+    old_key = settings.AUDIT_HMAC_KEY
+    settings.AUDIT_HMAC_KEY = "rotated-audit-key-" + "z" * 40
+    verify_fails()
+    settings.AUDIT_HMAC_OLD_KEYS = [old_key]
+    services.policy_update(
+        policy=UploadPolicy.objects.get(slug="avatars"),
+        changes={"title": "after rotation"},
+        version=1,
+        actor=actor,
+        **WHY,
+    )
+    assert "intact" in verify()
+    keys = set(AuditEntry.objects.values_list("key_id", flat=True))
+    assert len(keys) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_eight_concurrent_appends_never_fork_the_chain(editor):
+    """Eight threads change policies at once (released together at a barrier)."""
+    actor = services.Actor.for_user(editor)
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            services.policy_create(
+                data={"slug": f"p{n}", "allowed_types": [], "allowed_extensions": []},
+                actor=actor,
+                **WHY,
+            )
+        except BaseException as exc:  # reported below; a thread cannot fail the test itself
+            failures.append(exc)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    entries = list(AuditEntry.objects.order_by("seq"))
+    prev_hashes = [e.prev_hash for e in entries]
+    assert len(prev_hashes) == len(set(prev_hashes))
+    assert UploadPolicy.objects.filter(slug__startswith="p").count() == 8
+    assert "intact" in verify()
