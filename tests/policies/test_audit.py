@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
@@ -103,7 +104,7 @@ def test_entries_carry_gapless_seq_and_a_hash_chain(actor):
     entries = list(AuditEntry.objects.order_by("seq"))
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
     assert entries[0].prev_hash == "0" * 64
-    for earlier, later in zip(entries, entries[1:], strict=False):
+    for earlier, later in itertools.pairwise(entries):
         assert later.prev_hash == earlier.entry_hash
 
 
