@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from django.core.management import call_command
 
 from policies.models import AuditEntry, UploadPolicy
@@ -29,3 +30,10 @@ def test_seeding_again_changes_nothing(default_policy):
     call_command("migrate", verbosity=0)
     assert UploadPolicy.objects.filter(slug="default").count() == 1
     assert AuditEntry.objects.count() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_default_policy_is_back_after_a_flush():
+    """Transactional tests flush the database; post_migrate seeds the default policy again."""
+    call_command("flush", "--no-input", verbosity=0)
+    assert UploadPolicy.objects.filter(slug="default").exists()
