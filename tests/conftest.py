@@ -41,3 +41,18 @@ def actor(editor):
 @pytest.fixture
 def default_policy(db):
     return UploadPolicy.objects.get(slug="default")
+
+
+def _hypothesis_profiles() -> None:
+    """Derandomized in CI, so a rare example cannot block a landing."""
+    import os
+
+    from hypothesis import settings as hypothesis_settings
+
+    hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+    hypothesis_settings.register_profile("dev", deadline=None)
+    default = "ci" if os.environ.get("CI") == "true" else "dev"
+    hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", default))
+
+
+_hypothesis_profiles()
