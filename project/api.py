@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -11,7 +13,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from project.errors import PortcullisError
+from project.errors import ERROR_STATUS, PortcullisError
 
 _DRF_CODES = {
     # DRF's ValidationError says "invalid"; our contract says "validation_error".
@@ -50,6 +52,31 @@ def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
     return None
 
 
+def _code_for(api_exc: exceptions.APIException) -> str:
+    """The exception's code if ERROR_STATUS lists it, else its class's, else a generic one."""
+    codes = api_exc.get_codes()
+    for code in (codes if isinstance(codes, str) else None, api_exc.default_code):
+        code = _DRF_CODES.get(code, code)
+        if code in ERROR_STATUS:
+            return code
+    if api_exc.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        return "server_error"
+    return "bad_request"
+
+
+def _response_for(api_exc: exceptions.APIException) -> Response:
+    headers = {}
+    if getattr(api_exc, "auth_header", None):
+        headers["WWW-Authenticate"] = api_exc.auth_header
+    if isinstance(api_exc, exceptions.ValidationError):
+        return Response(validation_body(api_exc.detail), status=api_exc.status_code)
+    body: dict[str, Any] = {"code": _code_for(api_exc), "detail": str(api_exc.detail)}
+    if isinstance(api_exc, exceptions.Throttled) and api_exc.wait is not None:
+        body["retry_after"] = math.ceil(api_exc.wait)
+        headers["Retry-After"] = str(body["retry_after"])
+    return Response(body, status=api_exc.status_code, headers=headers)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER. Unknown exceptions return None so Django's handler500 answers."""
     if isinstance(exc, PortcullisError):
@@ -59,15 +86,4 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if api_exc is None:
         return None
     set_rollback()
-    headers = {}
-    if getattr(api_exc, "auth_header", None):
-        headers["WWW-Authenticate"] = api_exc.auth_header
-    if isinstance(api_exc, exceptions.ValidationError):
-        return Response(validation_body(api_exc.detail), status=api_exc.status_code)
-    code = api_exc.get_codes()
-    code = code if isinstance(code, str) else api_exc.default_code
-    body: dict[str, Any] = {"code": _DRF_CODES.get(code, code), "detail": str(api_exc.detail)}
-    if isinstance(api_exc, exceptions.Throttled) and api_exc.wait is not None:
-        body["retry_after"] = int(api_exc.wait + 0.999)
-        headers["Retry-After"] = str(body["retry_after"])
-    return Response(body, status=api_exc.status_code, headers=headers)
+    return _response_for(api_exc)

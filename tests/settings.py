@@ -23,3 +23,6 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}  # noqa: F405
 else:
     _db["TEST"] = {"NAME": f"test_{_db['NAME']}_{os.getpid()}"}
+
+# WhiteNoise warns on every request when STATIC_ROOT does not exist yet (no collectstatic in tests).
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
