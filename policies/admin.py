@@ -1,0 +1,732 @@
+"""The admin for upload policies, header rules and their audit log.
+
+Every write goes through `policies.services` with a reason and a rollback note, so the admin can
+never skip the audit log: the stock save, delete and bulk-delete paths are replaced, history shows
+the audit trail, and the latest change of an object can be rolled back from there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import csrf_protect_m
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+
+from policies import selectors, services
+from policies.forms import (
+    BYTE_FIELDS,
+    AuditedModelForm,
+    DeleteForm,
+    PolicyForm,
+    RollbackForm,
+    RuleForm,
+    WhyForm,
+)
+from policies.models import AuditEntry, HeaderRule, Mode, UploadPolicy
+from policies.services import KINDS, Actor, Kind
+from project.errors import PolicyConflict
+
+# The request attribute that carries a service refusal into the form shown again (see below).
+REFUSAL_ATTR = "_policies_service_refusal"
+HISTORY_LIMIT = 100
+
+WHY_FIELDSET = (
+    "Why (required for every save)",
+    {
+        "classes": ("policies-why",),
+        "description": "Kept in the audit log with your name; a save without both is refused.",
+        "fields": ("reason", "rollback_note", "based_on_version"),
+    },
+)
+
+
+class ServiceRefused(Exception):
+    """The service refused a save the form had accepted; carries its error back to the form."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+# --- Showing values and diffs -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    field: str
+    label: str
+    before: str
+    after: str
+
+
+def describe(name: str, value: Any) -> str:
+    """A stored value as an admin reads it: sizes humanized, lists joined, booleans in words."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name in BYTE_FIELDS and isinstance(value, int):
+        return f"{filesizeformat(value)} ({value} bytes)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "(none)"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False) if value else "(none)"
+    return str(value)
+
+
+def diff_rows(kind: Kind, diff: dict[str, dict[str, Any]]) -> list[DiffRow]:
+    """A field diff ({field: {before, after}}) as readable rows, labelled like the form."""
+    fields = {f.name: f for f in kind.model._meta.concrete_fields}
+    rows = []
+    for name, change in diff.items():
+        field = fields.get(name)  # a field removed since still shows, under its own name
+        before, after = (_choice_label(field, change[side]) for side in ("before", "after"))
+        label = str(field.verbose_name) if field is not None else name
+        rows.append(DiffRow(name, label, describe(name, before), describe(name, after)))
+    return rows
+
+
+def _choice_label(field: Any, value: Any) -> Any:
+    if field is None or not field.choices or not isinstance(value, str):
+        return value
+    return dict(field.flatchoices).get(value, value)
+
+
+def render_diff(kind: Kind, diff: dict[str, dict[str, Any]]) -> SafeString:
+    return render_to_string(
+        "admin/policies/includes/diff_table.html", {"rows": diff_rows(kind, diff)}
+    )
+
+
+def mode_badge(obj: UploadPolicy | HeaderRule) -> str:
+    if obj.mode == Mode.REPORT_ONLY:
+        return format_html(
+            '<span class="policies-rehearsal" title="{}">REHEARSAL</span>',
+            "Report only: records what it would refuse, refuses nothing.",
+        )
+    return obj.get_mode_display()
+
+
+# --- Rolling back -------------------------------------------------------------------------------
+
+
+def history_url(site: admin.AdminSite, entry: AuditEntry) -> str:
+    opts = KINDS[entry.object_type].model._meta
+    return reverse(
+        f"{site.name}:{opts.app_label}_{opts.model_name}_history",
+        args=[quote(entry.object_id)],
+    )
+
+
+def may_roll_back(site: admin.AdminSite, request: HttpRequest, entry: AuditEntry) -> bool:
+    """Change permission, plus add when the rollback re-creates, delete when it deletes."""
+    kind = KINDS[entry.object_type]
+    model_admin = site.get_model_admin(kind.model)
+    if not model_admin.has_change_permission(request):
+        return False
+    if entry.before is None:
+        return model_admin.has_delete_permission(request)
+    if not kind.model.objects.filter(pk=entry.object_id).exists():
+        return model_admin.has_add_permission(request)
+    return True
+
+
+def rollback_effect(entry: AuditEntry) -> str:
+    kind = KINDS[entry.object_type]
+    exists = kind.model.objects.filter(pk=entry.object_id).exists()
+    what = f"{kind.label} {entry.object_repr}"
+    if entry.before is None:
+        return f"This deletes the {what}, which entry #{entry.seq} created."
+    if not exists:
+        return f"This re-creates the {what} as it was before entry #{entry.seq}."
+    return f"This restores the {what} to how it was before entry #{entry.seq}."
+
+
+class RollbackMixin:
+    """The rollback confirmation page, shared by the objects' history and the audit log."""
+
+    admin_site: admin.AdminSite
+
+    def rollback_page(self, request: HttpRequest, entry: AuditEntry) -> HttpResponse:
+        if not may_roll_back(self.admin_site, request, entry):
+            raise PermissionDenied
+        form = RollbackForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            response = self._roll_back(request, entry, form)
+            if response is not None:
+                return response
+        kind = KINDS[entry.object_type]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Roll back entry #{entry.seq}",
+            "subtitle": None,
+            "opts": kind.model._meta,
+            "entry": entry,
+            "effect": rollback_effect(entry),
+            "preview": diff_rows(kind, services.rollback_preview(entry)),
+            "later": services.later_entries(entry),
+            "form": form,
+            "history_url": history_url(self.admin_site, entry),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/policies/rollback_confirmation.html", context)
+
+    def _roll_back(
+        self, request: HttpRequest, entry: AuditEntry, form: RollbackForm
+    ) -> HttpResponse | None:
+        """Call the service; None (with the refusal on the form) when it refused."""
+        try:
+            new = services.change_rollback(
+                entry=entry,
+                actor=Actor.from_request(request),
+                reason=form.cleaned_data["reason"],
+                rollback_note=form.cleaned_data["rollback_note"],
+            )
+        except PolicyConflict as conflict:
+            messages.error(request, conflict.detail)
+            return HttpResponseRedirect(history_url(self.admin_site, entry))
+        except ValidationError as error:
+            form.add_error(None, [f"The restored state is not valid now: {m}" for m in _all(error)])
+            return None
+        messages.success(
+            request,
+            f"Rolled back entry #{entry.seq} of {entry.object_repr}; "
+            f"the rollback is entry #{new.seq}.",
+        )
+        return HttpResponseRedirect(history_url(self.admin_site, entry))
+
+
+def _all(error: ValidationError) -> list[str]:
+    if hasattr(error, "error_dict"):
+        return [
+            f"{name}: {m}" if name != "__all__" else m
+            for name, errors in error.message_dict.items()
+            for m in errors
+        ]
+    return error.messages
+
+
+# --- Policies and rules -------------------------------------------------------------------------
+
+
+class AuditedAdmin(RollbackMixin, admin.ModelAdmin):
+    """A ModelAdmin whose every write is a service call with a reason and a rollback note."""
+
+    kind: ClassVar[Kind]
+    actions = ["delete_with_reason"]
+    readonly_fields = ("version", "updated_at")
+    object_history_template = "admin/policies/audited_history.html"
+    delete_confirmation_template = "admin/policies/audited_delete_confirmation.html"
+    bulk_delete_template = "admin/policies/audited_delete_selected.html"
+
+    class Media:
+        css = {"all": ("policies/admin.css",)}
+
+    # The writes each model's services offer.
+    def service_create(self, *, data: dict[str, Any], actor: Actor, **why: str) -> Any:
+        raise NotImplementedError
+
+    def service_update(
+        self, obj: Any, *, changes: dict[str, Any], version: int, actor: Actor, **why: str
+    ) -> Any:
+        raise NotImplementedError
+
+    def service_delete(self, obj: Any, *, version: int, actor: Actor, **why: str) -> None:
+        raise NotImplementedError
+
+    # Saving: the form validates, the service writes; its refusal comes back as form errors.
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> type[AuditedModelForm]:
+        form = super().get_form(request, obj, change, **kwargs)
+        # modelform_factory made this class for this request, so the attribute stays here.
+        form.service_error = getattr(request, REFUSAL_ATTR, None)
+        return form
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Run the stock view; when the service refuses, run it again showing the refusal."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceRefused as refused:
+            if isinstance(refused.error, PolicyConflict):
+                self.message_user(request, refused.error.detail, messages.ERROR)
+            setattr(request, REFUSAL_ATTR, refused.error)
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        actor, data = Actor.from_request(request), form.model_data()
+        try:
+            if change:
+                version = form.cleaned_data["based_on_version"]
+                saved = self.service_update(
+                    obj, changes=data, version=version, actor=actor, **form.why()
+                )
+                if saved.version == version:
+                    self.message_user(request, "Nothing changed, so nothing was recorded.")
+            else:
+                saved = self.service_create(data=data, actor=actor, **form.why())
+        except (ValidationError, PolicyConflict) as error:
+            raise ServiceRefused(error) from error
+        obj.pk, obj.version = saved.pk, saved.version
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        raise PermissionDenied("Delete through the delete page, which asks for a reason.")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        raise PermissionDenied("Delete through the bulk action that asks for a reason.")
+
+    # Deleting one object: a confirmation page asking why.
+
+    @csrf_protect_m
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        obj = self.get_object(request, unquote(object_id))
+        if not self.has_delete_permission(request, obj):
+            raise PermissionDenied
+        if obj is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if request.method == "POST":
+            form = DeleteForm(request.POST)
+            if form.is_valid():
+                return self._delete_confirmed(request, obj, form)
+        else:
+            form = DeleteForm(initial={"based_on_version": obj.version})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Delete {self.opts.verbose_name} {obj}",
+            "subtitle": None,
+            "object_name": str(self.opts.verbose_name),
+            "object": obj,
+            "opts": self.opts,
+            "form": form,
+            "media": self.media,
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.delete_confirmation_template, context)
+
+    def _delete_confirmed(self, request: HttpRequest, obj: Any, form: DeleteForm) -> HttpResponse:
+        version, actor = form.cleaned_data["based_on_version"], Actor.from_request(request)
+        try:
+            self.service_delete(obj, version=version, actor=actor, **form.why())
+        except PolicyConflict as conflict:
+            self.message_user(request, f"Nothing deleted. {conflict.detail}", messages.ERROR)
+            return HttpResponseRedirect(self._url("change", obj.pk))
+        except ValidationError as error:
+            self.message_user(request, f"Nothing deleted. {' '.join(_all(error))}", messages.ERROR)
+            return HttpResponseRedirect(self._url("changelist"))
+        self.log_deletions(request, [obj])
+        return self.response_delete(request, str(obj), obj.pk)
+
+    # Deleting several: the stock action is gone; this one asks why first.
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(
+        permissions=["delete"],
+        description="Delete selected %(verbose_name_plural)s (with a reason)",
+    )
+    def delete_with_reason(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """First list what goes and ask why; once confirmed, delete each through the service."""
+        form = WhyForm(request.POST if "confirm" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            self._delete_each(request, list(queryset), form)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Delete {self.opts.verbose_name_plural}",
+            "subtitle": None,
+            "objects_name": str(self.opts.verbose_name_plural),
+            "queryset": queryset,
+            "opts": self.opts,
+            "form": form,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_name": "delete_with_reason",
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.bulk_delete_template, context)
+
+    def _delete_each(self, request: HttpRequest, objects: list[Any], form: WhyForm) -> None:
+        """One service call (one transaction, one audit entry) per object, at its version."""
+        actor, deleted = Actor.from_request(request), []
+        for obj in objects:
+            try:
+                self.service_delete(obj, version=obj.version, actor=actor, **form.why())
+            except PolicyConflict as conflict:
+                self.message_user(request, f"{obj} not deleted: {conflict.detail}", messages.ERROR)
+                continue
+            except ValidationError as error:
+                self.message_user(request, f"{obj} not deleted: {' '.join(_all(error))}", "error")
+                continue
+            self.log_deletions(request, [obj])
+            deleted.append(str(obj))
+        if deleted:
+            names = ", ".join(deleted)
+            label = self.opts.verbose_name if len(deleted) == 1 else self.opts.verbose_name_plural
+            self.message_user(request, f"Deleted {len(deleted)} {label}: {names}.", "success")
+
+    # History and rollback.
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/history/<int:seq>/rollback/",
+                self.admin_site.admin_view(self.rollback_view),
+                name="{}_{}_rollback".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The object's audit trail, newest first; also for a deleted object, to roll it back."""
+        object_id = unquote(object_id)
+        obj = self.get_object(request, object_id)
+        trail = selectors.audit_entries_for(
+            object_type=self.kind.object_type, object_id=str(obj.pk) if obj else object_id
+        )
+        entries = list(trail[:HISTORY_LIMIT])
+        if obj is None and not entries:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_or_change_permission(request, obj):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"History of {self.opts.verbose_name} {obj or entries[0].object_repr}",
+            "subtitle": None,
+            "object": obj,
+            "opts": self.opts,
+            "module_name": str(self.opts.verbose_name_plural).capitalize(),
+            "rows": self._history_rows(request, entries),
+            "total": trail.count(),
+            "media": self.media,
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.object_history_template, context)
+
+    def _history_rows(self, request: HttpRequest, entries: list[AuditEntry]) -> list[dict]:
+        rows = []
+        for index, entry in enumerate(entries):
+            can = index == 0 and may_roll_back(self.admin_site, request, entry)
+            url = self._url("rollback", entry.object_id, entry.seq) if can else ""
+            rows.append(
+                {"entry": entry, "diff": diff_rows(self.kind, entry.diff), "rollback_url": url}
+            )
+        return rows
+
+    def rollback_view(self, request: HttpRequest, object_id: str, seq: int) -> HttpResponse:
+        entry = selectors.audit_entry_for(
+            object_type=self.kind.object_type, object_id=unquote(object_id), seq=seq
+        )
+        if entry is None:
+            raise Http404("No such change of this object.")
+        return self.rollback_page(request, entry)
+
+    def _url(self, view: str, *args: Any) -> str:
+        name = f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{view}"
+        return reverse(name, args=[quote(args[0]), *args[1:]] if args else None)
+
+
+@admin.register(UploadPolicy)
+class UploadPolicyAdmin(AuditedAdmin):
+    kind = services.POLICY
+    form = PolicyForm
+    list_display = (
+        "slug",
+        "title",
+        "enabled",
+        "mode_column",
+        "max_file_size",
+        "max_files_per_request",
+        "scan",
+        "owner",
+        "version",
+        "updated_at",
+    )
+    list_filter = ("enabled", "mode", "scan", "upload_access")
+    search_fields = ("slug", "title", "owner", "notes")
+    fieldsets = (
+        (
+            "Ownership",
+            {"fields": (("slug", "title"), "owner", "expected_result", "notes")},
+        ),
+        ("Status", {"fields": (("enabled", "mode"), ("version", "updated_at"))}),
+        (
+            "Limits",
+            {"fields": ("max_file_size_bytes", "max_files_per_request", "max_request_bytes")},
+        ),
+        ("Types", {"fields": ("allowed_types", "allowed_extensions")}),
+        ("File names", {"fields": ("filename_max_bytes", "filename_allow_non_ascii")}),
+        ("Images", {"fields": ("image_max_pixels", "image_max_side", "image_reencode")}),
+        (
+            "Documents (PDF)",
+            {
+                "fields": (
+                    "pdf_refuse_javascript",
+                    "pdf_refuse_launch_actions",
+                    "pdf_refuse_embedded_files",
+                    "pdf_refuse_xfa",
+                )
+            },
+        ),
+        (
+            "Archives",
+            {
+                "fields": (
+                    "archive_max_entries",
+                    "archive_max_expanded_bytes",
+                    "archive_max_ratio",
+                    "archive_max_depth",
+                )
+            },
+        ),
+        ("Scanning", {"fields": ("scan",)}),
+        ("Who may upload", {"fields": ("upload_access", "allowed_groups")}),
+        ("Quota", {"fields": ("quota_files", "quota_bytes", "quota_period_seconds")}),
+        ("Retention and serving", {"fields": ("retention_days", "serve_images_inline")}),
+        WHY_FIELDSET,
+    )
+
+    @admin.display(description="mode", ordering="mode")
+    def mode_column(self, obj: UploadPolicy) -> str:
+        return mode_badge(obj)
+
+    @admin.display(description="max file size", ordering="max_file_size_bytes")
+    def max_file_size(self, obj: UploadPolicy) -> str:
+        return obj.max_file_size_display
+
+    def service_create(self, *, data: dict[str, Any], actor: Actor, **why: str) -> UploadPolicy:
+        return services.policy_create(data=data, actor=actor, **why)
+
+    def service_update(
+        self, obj: UploadPolicy, *, changes: dict[str, Any], version: int, actor: Actor, **why: str
+    ) -> UploadPolicy:
+        return services.policy_update(
+            policy=obj, changes=changes, version=version, actor=actor, **why
+        )
+
+    def service_delete(self, obj: UploadPolicy, *, version: int, actor: Actor, **why: str) -> None:
+        services.policy_delete(policy=obj, version=version, actor=actor, **why)
+
+
+@admin.register(HeaderRule)
+class HeaderRuleAdmin(AuditedAdmin):
+    kind = services.RULE
+    form = RuleForm
+    list_display = (
+        "name",
+        "match_type",
+        "path",
+        "host",
+        "priority",
+        "enabled",
+        "mode_column",
+        "version",
+    )
+    list_filter = ("enabled", "mode", "match_type")
+    search_fields = ("name", "path", "host", "description", "owner", "notes")
+    fieldsets = (
+        ("Rule", {"fields": ("name", "description", ("enabled", "mode"), "version")}),
+        ("Where", {"fields": ("match_type", "path", "host", "priority")}),
+        ("Content Security Policy", {"fields": ("csp",)}),
+        (
+            "Transport and framing",
+            {
+                "fields": (
+                    ("hsts_max_age", "hsts_include_subdomains", "hsts_preload"),
+                    "x_frame_options",
+                    "cross_origin_opener_policy",
+                    "cross_origin_embedder_policy",
+                    "cross_origin_resource_policy",
+                )
+            },
+        ),
+        (
+            "Other headers",
+            {
+                "fields": (
+                    "referrer_policy",
+                    "permissions_policy",
+                    "x_content_type_options_nosniff",
+                    "cache_control",
+                    "x_permitted_cross_domain_policies",
+                    "reporting_endpoints",
+                )
+            },
+        ),
+        ("Custom and removed headers", {"fields": ("custom_headers", "remove_headers")}),
+        ("Ownership", {"fields": ("owner", "expected_result", "notes")}),
+        WHY_FIELDSET,
+    )
+
+    @admin.display(description="mode", ordering="mode")
+    def mode_column(self, obj: HeaderRule) -> str:
+        return mode_badge(obj)
+
+    def service_create(self, *, data: dict[str, Any], actor: Actor, **why: str) -> HeaderRule:
+        return services.rule_create(data=data, actor=actor, **why)
+
+    def service_update(
+        self, obj: HeaderRule, *, changes: dict[str, Any], version: int, actor: Actor, **why: str
+    ) -> HeaderRule:
+        return services.rule_update(rule=obj, changes=changes, version=version, actor=actor, **why)
+
+    def service_delete(self, obj: HeaderRule, *, version: int, actor: Actor, **why: str) -> None:
+        services.rule_delete(rule=obj, version=version, actor=actor, **why)
+
+
+# --- The audit log ------------------------------------------------------------------------------
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(RollbackMixin, admin.ModelAdmin):
+    """Read-only: entries are appended by the services, never added, changed or removed here."""
+
+    actions = None
+    list_display = (
+        "seq",
+        "created_at",
+        "actor",
+        "action",
+        "object_type",
+        "object_repr",
+        "short_reason",
+    )
+    list_display_links = ("seq",)
+    list_filter = ("action", "object_type")
+    search_fields = ("object_repr", "actor", "reason")
+    date_hierarchy = "created_at"
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    ("seq", "created_at"),
+                    ("actor", "action"),
+                    ("object_type", "object_id", "object_repr"),
+                )
+            },
+        ),
+        ("Why", {"fields": ("reason", "rollback_note", "rolls_back_seq")}),
+        ("Change", {"fields": ("diff_table", "before_json", "after_json")}),
+        ("Request", {"fields": ("actor_user", "request_id", "client_ip")}),
+        ("Chain", {"classes": ("collapse",), "fields": ("key_id", "prev_hash", "entry_hash")}),
+    )
+    readonly_fields = tuple(
+        name
+        for _, options in fieldsets
+        for line in options["fields"]
+        for name in (line if isinstance(line, tuple) else (line,))
+    )
+
+    class Media:
+        css = {"all": ("policies/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+    @admin.display(description="reason")
+    def short_reason(self, entry: AuditEntry) -> str:
+        return Truncator(entry.reason).chars(80)
+
+    @admin.display(description="diff")
+    def diff_table(self, entry: AuditEntry) -> SafeString:
+        return render_diff(KINDS[entry.object_type], entry.diff)
+
+    @admin.display(description="before")
+    def before_json(self, entry: AuditEntry) -> str:
+        return _pretty(entry.before)
+
+    @admin.display(description="after")
+    def after_json(self, entry: AuditEntry) -> str:
+        return _pretty(entry.after)
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/rollback/",
+                self.admin_site.admin_view(self.rollback_view),
+                name="{}_{}_rollback".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        entry = self.get_object(request, unquote(object_id))
+        extra = {
+            "rollback_url": self._rollback_url(request, entry) if entry else "",
+            "history_url": history_url(self.admin_site, entry) if entry else "",
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, extra)
+
+    def _rollback_url(self, request: HttpRequest, entry: AuditEntry) -> str:
+        if not selectors.is_latest_change(entry) or not may_roll_back(
+            self.admin_site, request, entry
+        ):
+            return ""
+        return reverse(
+            f"{self.admin_site.name}:policies_auditentry_rollback", args=[quote(entry.pk)]
+        )
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """An entry has no history of its own; show its object's audit trail instead."""
+        entry = self.get_object(request, unquote(object_id))
+        if entry is None or not self.has_view_permission(request, entry):
+            raise Http404("No such audit entry.")
+        return HttpResponseRedirect(history_url(self.admin_site, entry))
+
+    def rollback_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        entry = self.get_object(request, unquote(object_id))
+        if entry is None or not self.has_view_permission(request, entry):
+            raise Http404("No such audit entry.")
+        return self.rollback_page(request, entry)
+
+
+def _pretty(value: Any) -> str:
+    if value is None:
+        return "—"
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True))

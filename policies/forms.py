@@ -1,0 +1,274 @@
+"""Admin forms for policies and rules.
+
+Every save says why (`reason`) and how to undo it (`rollback_note`), and carries the version it
+was based on, so a form loaded before someone else's save is refused instead of overwriting it.
+The forms only validate; the admin hands their cleaned values to `policies.services`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.template.defaultfilters import filesizeformat
+
+from policies import selectors
+from policies.filetypes import FILE_TYPES
+from policies.models import HeaderRule, UploadPolicy
+from policies.services import NOT_EDITABLE
+from project.errors import PolicyConflict
+
+# Fields stored as a number of bytes: shown humanized next to the number.
+BYTE_FIELDS = frozenset(
+    {"max_file_size_bytes", "max_request_bytes", "archive_max_expanded_bytes", "quota_bytes"}
+)
+
+
+def editable_fields(model: type[models.Model]) -> list[str]:
+    """The model fields an admin may set: everything but identity and bookkeeping."""
+    return [
+        f.name
+        for f in model._meta.concrete_fields
+        if f.editable and not f.primary_key and f.name not in NOT_EDITABLE
+    ]
+
+
+def reason_field() -> forms.CharField:
+    return forms.CharField(
+        label="Reason",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why you are making this change. Kept in the audit log with your name.",
+    )
+
+
+def rollback_note_field(*, required: bool = True, help_text: str = "") -> forms.CharField:
+    return forms.CharField(
+        label="Rollback note",
+        required=required,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=help_text
+        or "How to undo this if it goes wrong, e.g. “roll back this entry from the history”.",
+    )
+
+
+class StringListField(forms.CharField):
+    """A JSON list of short strings (extensions, group or header names), typed comma-separated."""
+
+    def __init__(self, *, encoder: Any = None, decoder: Any = None, **kwargs: Any) -> None:
+        # Built by models.JSONField.formfield(), which passes a JSON encoder and decoder.
+        kwargs.setdefault("widget", forms.TextInput(attrs={"size": 60}))
+        super().__init__(**kwargs)
+        self.help_text = f"{self.help_text} Comma-separated.".strip()
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(str(v) for v in value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list):
+            return value
+        text = super().to_python(value)
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class JSONObjectField(forms.JSONField):
+    """A JSON object box where emptying the box means {} (never null), shown indented."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 4, "cols": 60}))
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        if value in self.empty_values:
+            return {}
+        return super().to_python(value)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, cls=self.encoder)
+
+
+class FileTypesField(forms.MultipleChoiceField):
+    """The sniffed types a policy allows, picked from the curated registry."""
+
+    def __init__(self, *, encoder: Any = None, decoder: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", forms.CheckboxSelectMultiple)
+        kwargs["choices"] = [
+            (mime, f"{t.label} ({mime}){', active content' if t.active else ''}")
+            for mime, t in FILE_TYPES.items()
+        ]
+        super().__init__(**kwargs)
+
+
+class AuditedModelForm(forms.ModelForm):
+    """A model form whose save needs a reason, a rollback note and a fresh based-on version."""
+
+    reason = reason_field()
+    rollback_note = rollback_note_field()
+    based_on_version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
+
+    # Set by the admin when the service refused a save this form had accepted (see admin.py).
+    service_error: ClassVar[Exception | None] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["based_on_version"].initial = self.instance.version
+        self._show_sizes()
+
+    def _show_sizes(self) -> None:
+        for name in BYTE_FIELDS & set(self.fields):
+            value = self.initial.get(name)
+            if isinstance(value, int):
+                field = self.fields[name]
+                field.help_text = f"{field.help_text} Now {filesizeformat(value)}.".strip()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        stale = self._check_fresh(cleaned)
+        error = self.service_error
+        if error is not None and not (stale and getattr(error, "code", "") == "version_conflict"):
+            self.add_service_error(error)
+        return cleaned
+
+    def _check_fresh(self, cleaned: dict[str, Any]) -> bool:
+        """Refuse a form loaded before someone else's save; True when it was stale."""
+        if self.instance.pk is None:
+            return False
+        label = self._meta.model._meta.verbose_name
+        current = selectors.current_version(self._meta.model, self.instance.pk)
+        based_on = cleaned.get("based_on_version")
+        if current is None:
+            message = f"This {label} was deleted since you loaded it; nothing was saved."
+        elif based_on != current:
+            message = (
+                f"This {label} was changed by someone else since you loaded it "
+                f"(you edited version {based_on or 'unknown'}, it is now version {current}). "
+                "Nothing was saved: reload the page, check their change in the history, "
+                "and apply yours again."
+            )
+        else:
+            return False
+        self.add_error(None, ValidationError(message, code="version_conflict"))
+        return True
+
+    def add_service_error(self, error: Exception) -> None:
+        """Show a service's refusal on the form: next to its field where the form has one."""
+        if isinstance(error, PolicyConflict):
+            self.add_error(None, ValidationError(error.detail, code=error.code))
+            return
+        if not isinstance(error, ValidationError) or not hasattr(error, "error_dict"):
+            self.add_error(None, error)
+            return
+        for name, errors in error.error_dict.items():
+            if name in self.fields:
+                self.add_error(name, errors)
+            else:
+                prefix = "" if name == "__all__" else f"{name}: "
+                messages = ValidationError(errors).messages
+                self.add_error(None, [f"{prefix}{m}" for m in messages])
+
+    def model_data(self) -> dict[str, Any]:
+        """The cleaned values of the model's own fields, as the services take them."""
+        names = {f.name for f in self._meta.model._meta.concrete_fields}
+        return {name: value for name, value in self.cleaned_data.items() if name in names}
+
+    def why(self) -> dict[str, str]:
+        return {
+            "reason": self.cleaned_data["reason"],
+            "rollback_note": self.cleaned_data["rollback_note"],
+        }
+
+
+class PolicyForm(AuditedModelForm):
+    class Meta:
+        model = UploadPolicy
+        fields = editable_fields(UploadPolicy)
+        field_classes = {
+            "allowed_types": FileTypesField,
+            "allowed_extensions": StringListField,
+            "allowed_groups": StringListField,
+        }
+        widgets = {
+            "expected_result": forms.Textarea(attrs={"rows": 3}),
+            "notes": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def clean_allowed_types(self) -> list[str]:
+        """Keep the stored order of types that stay, so re-saving does not show a false diff."""
+        chosen = self.cleaned_data["allowed_types"]
+        stored = self.initial.get("allowed_types") or []
+        kept = [t for t in stored if t in chosen]
+        return kept + [t for t in chosen if t not in kept]
+
+
+class RuleForm(AuditedModelForm):
+    class Meta:
+        model = HeaderRule
+        fields = editable_fields(HeaderRule)
+        field_classes = {
+            "csp": JSONObjectField,
+            "permissions_policy": JSONObjectField,
+            "reporting_endpoints": JSONObjectField,
+            "custom_headers": JSONObjectField,
+            "remove_headers": StringListField,
+        }
+        labels = {
+            "csp": "Content-Security-Policy",
+            "hsts_max_age": "HSTS max-age (seconds)",
+            "hsts_include_subdomains": "HSTS includeSubDomains",
+            "hsts_preload": "HSTS preload",
+            "x_frame_options": "X-Frame-Options",
+            "referrer_policy": "Referrer-Policy",
+            "permissions_policy": "Permissions-Policy",
+            "cross_origin_opener_policy": "Cross-Origin-Opener-Policy",
+            "cross_origin_embedder_policy": "Cross-Origin-Embedder-Policy",
+            "cross_origin_resource_policy": "Cross-Origin-Resource-Policy",
+            "x_content_type_options_nosniff": "X-Content-Type-Options: nosniff",
+            "cache_control": "Cache-Control",
+            "x_permitted_cross_domain_policies": "X-Permitted-Cross-Domain-Policies",
+            "reporting_endpoints": "Reporting-Endpoints",
+            "remove_headers": "Headers to remove",
+        }
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "expected_result": forms.Textarea(attrs={"rows": 3}),
+            "notes": forms.Textarea(attrs={"rows": 3}),
+        }
+
+
+class WhyForm(forms.Form):
+    """Reason and rollback note for a change that has no edit form (bulk delete)."""
+
+    required_css_class = "required"
+
+    reason = reason_field()
+    rollback_note = rollback_note_field(
+        help_text="How to undo this if it goes wrong, e.g. “roll back the delete entry”."
+    )
+
+    def why(self) -> dict[str, str]:
+        return {
+            "reason": self.cleaned_data["reason"],
+            "rollback_note": self.cleaned_data["rollback_note"],
+        }
+
+
+class DeleteForm(WhyForm):
+    """Deleting one object: also the version the admin saw, so a changed object is kept."""
+
+    based_on_version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+
+
+class RollbackForm(forms.Form):
+    required_css_class = "required"
+
+    reason = reason_field()
+    rollback_note = rollback_note_field(
+        required=False,
+        help_text="Optional. Left empty, it says: roll back this new entry to return to the "
+        "state the rolled-back entry produced.",
+    )

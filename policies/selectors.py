@@ -1,0 +1,38 @@
+"""Reads of policies, rules and their audit trail that several callers (admin, API) share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models import QuerySet
+
+from policies.models import AuditEntry
+
+
+def current_version(model: type[models.Model], pk: Any) -> int | None:
+    """The stored version of one object, read fresh; None when it no longer exists."""
+    return model.objects.filter(pk=pk).values_list("version", flat=True).first()
+
+
+def audit_entries_for(*, object_type: str, object_id: str) -> QuerySet[AuditEntry]:
+    """One object's audit trail, newest first (it outlives the object, so deletions show too)."""
+    return AuditEntry.objects.filter(object_type=object_type, object_id=object_id).order_by("-seq")
+
+
+def audit_entry_for(*, object_type: str, object_id: str, seq: int) -> AuditEntry | None:
+    """Entry `seq`, only if it belongs to that object (so a URL cannot mix objects)."""
+    return audit_entries_for(object_type=object_type, object_id=object_id).filter(seq=seq).first()
+
+
+def latest_seq_for(*, object_type: str, object_id: str) -> int | None:
+    """The seq of the object's latest change: the only one that may be rolled back."""
+    return (
+        audit_entries_for(object_type=object_type, object_id=object_id)
+        .values_list("seq", flat=True)
+        .first()
+    )
+
+
+def is_latest_change(entry: AuditEntry) -> bool:
+    return latest_seq_for(object_type=entry.object_type, object_id=entry.object_id) == entry.seq
