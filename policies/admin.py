@@ -17,7 +17,6 @@ from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -37,6 +36,7 @@ from policies.forms import (
 )
 from policies.models import AuditEntry, HeaderRule, Mode, UploadPolicy
 from policies.services import KINDS, Actor, Kind
+from policies.units import format_bytes
 from project.errors import PolicyConflict
 
 # The request attribute that carries a service refusal into the form shown again (see below).
@@ -79,7 +79,7 @@ def describe(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if name in BYTE_FIELDS and isinstance(value, int):
-        return f"{filesizeformat(value)} ({value} bytes)"
+        return f"{format_bytes(value)} ({value} bytes)"
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) or "(none)"
     if isinstance(value, dict):

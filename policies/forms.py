@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.template.defaultfilters import filesizeformat
 
 from policies import selectors
 from policies.filetypes import FILE_TYPES
 from policies.models import HeaderRule, UploadPolicy
 from policies.services import NOT_EDITABLE
+from policies.units import format_bytes
 from project.errors import PolicyConflict
 
 # Fields stored as a number of bytes: shown humanized next to the number.
@@ -124,7 +124,7 @@ class AuditedModelForm(forms.ModelForm):
             value = self.initial.get(name)
             if isinstance(value, int):
                 field = self.fields[name]
-                field.help_text = f"{field.help_text} Now {filesizeformat(value)}.".strip()
+                field.help_text = f"{field.help_text} Now {format_bytes(value)}.".strip()
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

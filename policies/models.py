@@ -12,12 +12,12 @@ from contextvars import ContextVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.template.defaultfilters import filesizeformat
+from django.utils.deconstruct import deconstructible
 
 from policies import validators
 from policies.filetypes import FILE_TYPES, extensions_for
+from policies.units import format_bytes
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -91,8 +91,29 @@ class UploadAccess(models.TextChoices):
     STAFF = "staff", "Staff only"
 
 
-def _between(low: int, high: int) -> list:
-    return [MinValueValidator(low), MaxValueValidator(high)]
+@deconstructible
+class Between:
+    """A range check whose message an admin understands ("between 1 byte and 5 GiB")."""
+
+    def __init__(self, low: int, high: int, *, in_bytes: bool = False) -> None:
+        self.low, self.high, self.in_bytes = low, high, in_bytes
+
+    def __call__(self, value: int) -> None:
+        if not self.low <= value <= self.high:
+            show = format_bytes if self.in_bytes else "{:,}".format
+            raise ValidationError(
+                f"Must be between {show(self.low)} and {show(self.high)}.", code="out_of_range"
+            )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Between) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((self.low, self.high, self.in_bytes))
+
+
+def _between(low: int, high: int, *, in_bytes: bool = False) -> list:
+    return [Between(low, high, in_bytes=in_bytes)]
 
 
 class UploadPolicy(ServiceOnlyModel):
@@ -107,13 +128,13 @@ class UploadPolicy(ServiceOnlyModel):
 
     max_file_size_bytes = models.BigIntegerField(
         default=10 * MIB,
-        validators=_between(1, MAX_FILE_SIZE_BYTES),
+        validators=_between(1, MAX_FILE_SIZE_BYTES, in_bytes=True),
         help_text="Largest file accepted, in bytes (10485760 = 10 MiB).",
     )
     max_files_per_request = models.PositiveIntegerField(default=1, validators=_between(1, 100))
     max_request_bytes = models.BigIntegerField(
         default=10 * MIB + 64 * KIB,
-        validators=_between(1, 10 * GIB),
+        validators=_between(1, 10 * GIB, in_bytes=True),
         help_text="Largest request body, in bytes; refused before it is read.",
     )
     allowed_types = models.JSONField(
@@ -141,7 +162,7 @@ class UploadPolicy(ServiceOnlyModel):
 
     archive_max_entries = models.PositiveIntegerField(default=1000, validators=_between(1, 100_000))
     archive_max_expanded_bytes = models.BigIntegerField(
-        default=100 * MIB, validators=_between(1, 50 * GIB)
+        default=100 * MIB, validators=_between(1, 50 * GIB, in_bytes=True)
     )
     archive_max_ratio = models.PositiveIntegerField(default=100, validators=_between(1, 10_000))
     archive_max_depth = models.PositiveIntegerField(
@@ -161,7 +182,10 @@ class UploadPolicy(ServiceOnlyModel):
         null=True, blank=True, help_text="Files per user per period; empty for no limit."
     )
     quota_bytes = models.BigIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Bytes per user."
+        null=True,
+        blank=True,
+        validators=_between(1, 10_000 * GIB, in_bytes=True),
+        help_text="Bytes per user per period; empty for no limit.",
     )
     quota_period_seconds = models.PositiveIntegerField(
         default=86_400, validators=_between(60, 366 * 86_400)
@@ -222,7 +246,7 @@ class UploadPolicy(ServiceOnlyModel):
 
     @property
     def max_file_size_display(self) -> str:
-        return filesizeformat(self.max_file_size_bytes)
+        return format_bytes(self.max_file_size_bytes)
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
@@ -231,7 +255,7 @@ class UploadPolicy(ServiceOnlyModel):
         if None not in sizes and sizes[0] < sizes[1]:
             errors.setdefault("max_request_bytes", []).append(
                 "Max request size must be at least the max file size "
-                f"({filesizeformat(self.max_file_size_bytes)})."
+                f"({format_bytes(self.max_file_size_bytes)})."
             )
         self._clean_groups(errors)
         if errors:

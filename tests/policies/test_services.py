@@ -232,3 +232,21 @@ def test_rule_values_are_validated(actor, field, value, fragment):
         services.rule_create(data={**RULE, field: value}, actor=actor, **WHY)
     assert fragment in " ".join(caught.value.message_dict[field])
     assert not HeaderRule.objects.exists()
+
+
+def test_range_errors_speak_in_units_an_admin_reads(actor):
+    with pytest.raises(ValidationError) as caught:
+        make_policy(actor, max_file_size_bytes=0, max_files_per_request=500)
+    errors = caught.value.message_dict
+    assert errors["max_file_size_bytes"] == ["Must be between 1 byte and 5 GiB."]
+    assert errors["max_files_per_request"] == ["Must be between 1 and 100."]
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(1, "1 byte"), (1023, "1023 bytes"), (10 * 1024**2, "10 MiB"), (1536 * 1024**2, "1.5 GiB")],
+)
+def test_sizes_are_shown_in_binary_units(size, shown):
+    from policies.units import format_bytes
+
+    assert format_bytes(size) == shown
