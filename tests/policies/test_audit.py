@@ -234,3 +234,21 @@ def test_eight_concurrent_appends_never_fork_the_chain(editor):
     assert len(prev_hashes) == len(set(prev_hashes))
     assert UploadPolicy.objects.filter(slug__startswith="p").count() == 8
     assert "intact" in verify()
+
+
+def test_audit_verify_fails_when_a_row_is_inserted(actor):
+    entries = three_entries(actor)
+    last = entries[-1]
+    copied = (
+        "created_at, actor, actor_user_id, action, object_type, object_id, object_repr, before, "
+        "after, diff, reason, rollback_note, rolls_back_seq, request_id, client_ip, key_id"
+    )
+    raw(
+        f"INSERT INTO policies_auditentry (seq, prev_hash, entry_hash, {copied}) "  # noqa: S608
+        f"SELECT %s, %s, %s, {copied} FROM policies_auditentry WHERE seq = %s",
+        last.seq + 1,
+        last.entry_hash,
+        "f" * 64,
+        last.seq,
+    )
+    assert f"#{last.seq + 1}" in verify_fails()
