@@ -128,10 +128,11 @@ class VerifyResult:
     count: int
     head_hash: str
     problem: str = ""
-    bad_seq: int | None = None
 
 
-def _check_entry(entry: AuditEntry, expected_seq: int, prev_hash: str, keys: dict[str, str]) -> str:
+def _check_entry(
+    entry: AuditEntry, expected_seq: int, prev_hash: str, keys: dict[str, str], retired: set[str]
+) -> str:
     if entry.seq != expected_seq:
         return f"entry #{expected_seq} is missing (found #{entry.seq} in its place)"
     if entry.prev_hash != prev_hash:
@@ -139,38 +140,47 @@ def _check_entry(entry: AuditEntry, expected_seq: int, prev_hash: str, keys: dic
     key = keys.get(entry.key_id)
     if key is None:
         return f"entry #{entry.seq} was signed with unknown key {entry.key_id}"
+    if entry.key_id in retired:
+        return f"entry #{entry.seq} was signed with a retired key after the current key took over"
     if not hmac.compare_digest(_mac(key, entry_content(entry)), entry.entry_hash):
         return f"entry #{entry.seq} was altered (its HMAC does not match its content)"
     return ""
 
 
+def _check_head(head: AuditHead | None, count: int, last_hash: str, keys: dict[str, str]) -> str:
+    if head is None:
+        return "the chain head is missing (was the log wiped?)"
+    key = keys.get(head.key_id)
+    if key is None or not hmac.compare_digest(_mac(key, _head_payload(head)), head.head_hmac):
+        return "the chain head was altered"
+    if head.count != count or head.last_hash != last_hash:
+        missing = count + 1 if head.count > count else count
+        return (
+            f"the head records {head.count} entries but the log holds {count} "
+            f"(entry #{missing} is missing or extra)"
+        )
+    return ""
+
+
 def verify(expect_head: str | None = None) -> VerifyResult:
-    """Walk the whole chain in order; report the first entry that breaks it."""
+    """Walk the whole chain in order; report the first entry that breaks it.
+
+    Old keys (AUDIT_HMAC_OLD_KEYS) verify the entries written before a rotation only: once the
+    current key has signed an entry, a later entry signed with an old key is a forgery.
+    """
     keys = _keys()
+    current = key_id_for(settings.AUDIT_HMAC_KEY)
+    retired: set[str] = set()
     prev_hash, count = GENESIS_HASH, 0
     for entry in AuditEntry.objects.order_by("seq").iterator(chunk_size=500):
-        if problem := _check_entry(entry, count + 1, prev_hash, keys):
-            bad = count + 1 if entry.seq != count + 1 else entry.seq
-            return VerifyResult(False, count, prev_hash, problem, bad)
+        if problem := _check_entry(entry, count + 1, prev_hash, keys, retired):
+            return VerifyResult(False, count, prev_hash, problem)
+        if entry.key_id == current:
+            retired = set(keys) - {current}
         prev_hash, count = entry.entry_hash, count + 1
     head = AuditHead.objects.filter(pk=1).first()
-    if head is None:
-        if count:
-            return VerifyResult(False, count, prev_hash, "the chain head is missing", count)
-    else:
-        key = keys.get(head.key_id)
-        if key is None or not hmac.compare_digest(_mac(key, _head_payload(head)), head.head_hmac):
-            return VerifyResult(False, count, prev_hash, "the chain head was altered", head.count)
-        if head.count != count or head.last_hash != prev_hash:
-            bad = count + 1 if head.count > count else count
-            return VerifyResult(
-                False,
-                count,
-                prev_hash,
-                f"the head records {head.count} entries but the log holds {count} "
-                f"(entry #{bad} is missing or extra)",
-                bad,
-            )
+    if problem := _check_head(head, count, prev_hash, keys):
+        return VerifyResult(False, count, prev_hash, problem)
     if expect_head and not hmac.compare_digest(expect_head, prev_hash):
         return VerifyResult(
             False, count, prev_hash, f"the head hash is {prev_hash}, not the expected {expect_head}"

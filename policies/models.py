@@ -13,6 +13,7 @@ from contextvars import ContextVar
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.signals import pre_delete, pre_save
 from django.utils.deconstruct import deconstructible
 
 from policies import validators
@@ -42,6 +43,18 @@ class WriteRefused(Exception):
 
 
 class ServiceOnlyQuerySet(models.QuerySet):
+    def bulk_create(self, *args, **kwargs):
+        raise WriteRefused(
+            f"bulk_create() of {self.model.__name__} would skip the audit log; "
+            "create each object through policies.services."
+        )
+
+    def bulk_update(self, *args, **kwargs):
+        raise WriteRefused(
+            f"bulk_update() of {self.model.__name__} would skip the audit log; "
+            "change each object through policies.services."
+        )
+
     def update(self, **kwargs):
         raise WriteRefused(
             f"Bulk update() of {self.model.__name__} would skip the audit log; "
@@ -56,22 +69,12 @@ class ServiceOnlyQuerySet(models.QuerySet):
 
 
 class ServiceOnlyModel(models.Model):
-    """Refuses save() and delete() outside the services."""
+    """Written only inside `service_writes()`: see `refuse_writes_outside_services` below."""
 
     objects = ServiceOnlyQuerySet.as_manager()
 
     class Meta:
         abstract = True
-
-    def save(self, *args, **kwargs):
-        if not _service_write.get():
-            raise WriteRefused(f"Save {type(self).__name__} through policies.services.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        if not _service_write.get():
-            raise WriteRefused(f"Delete {type(self).__name__} through policies.services.")
-        return super().delete(*args, **kwargs)
 
 
 class Mode(models.TextChoices):
@@ -100,10 +103,7 @@ class Between:
 
     def __call__(self, value: int) -> None:
         if not self.low <= value <= self.high:
-            show = format_bytes if self.in_bytes else "{:,}".format
-            raise ValidationError(
-                f"Must be between {show(self.low)} and {show(self.high)}.", code="out_of_range"
-            )
+            raise ValidationError(self.message, code="out_of_range")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Between) and vars(self) == vars(other)
@@ -111,9 +111,45 @@ class Between:
     def __hash__(self) -> int:
         return hash((self.low, self.high, self.in_bytes))
 
+    def constraint(self, field: str, prefix: str) -> models.CheckConstraint:
+        """The same range as a database constraint (NULL, where allowed, passes)."""
+        return models.CheckConstraint(
+            condition=models.Q(**{f"{field}__gte": self.low, f"{field}__lte": self.high}),
+            name=f"{prefix}_{field}_range",
+            violation_error_message=f"{field.replace('_', ' ').capitalize()}: {self.message}",
+        )
 
-def _between(low: int, high: int, *, in_bytes: bool = False) -> list:
-    return [Between(low, high, in_bytes=in_bytes)]
+    @property
+    def message(self) -> str:
+        show = format_bytes if self.in_bytes else "{:,}".format
+        return f"Must be between {show(self.low)} and {show(self.high)}."
+
+
+# Each range is both a field validator (a message next to the field) and a database constraint.
+POLICY_RANGES: dict[str, Between] = {
+    "max_file_size_bytes": Between(1, MAX_FILE_SIZE_BYTES, in_bytes=True),
+    "max_files_per_request": Between(1, 100),
+    "max_request_bytes": Between(1, 10 * GIB, in_bytes=True),
+    "filename_max_bytes": Between(16, 255),
+    "image_max_pixels": Between(1, 1_000_000_000),
+    "image_max_side": Between(1, 100_000),
+    "archive_max_entries": Between(1, 100_000),
+    "archive_max_expanded_bytes": Between(1, 50 * GIB, in_bytes=True),
+    "archive_max_ratio": Between(1, 10_000),
+    "archive_max_depth": Between(0, 3),
+    "quota_files": Between(1, 10_000_000),
+    "quota_bytes": Between(1, 10_000 * GIB, in_bytes=True),
+    "quota_period_seconds": Between(60, 366 * 86_400),
+    "retention_days": Between(1, 36_500),
+}
+RULE_RANGES: dict[str, Between] = {
+    "priority": Between(0, 1000),
+    "hsts_max_age": Between(0, 2 * 31_536_000),
+}
+
+
+def _range(ranges: dict[str, Between], field: str) -> list[Between]:
+    return [ranges[field]]
 
 
 class UploadPolicy(ServiceOnlyModel):
@@ -128,13 +164,15 @@ class UploadPolicy(ServiceOnlyModel):
 
     max_file_size_bytes = models.BigIntegerField(
         default=10 * MIB,
-        validators=_between(1, MAX_FILE_SIZE_BYTES, in_bytes=True),
+        validators=_range(POLICY_RANGES, "max_file_size_bytes"),
         help_text="Largest file accepted, in bytes (10485760 = 10 MiB).",
     )
-    max_files_per_request = models.PositiveIntegerField(default=1, validators=_between(1, 100))
+    max_files_per_request = models.PositiveIntegerField(
+        default=1, validators=_range(POLICY_RANGES, "max_files_per_request")
+    )
     max_request_bytes = models.BigIntegerField(
         default=10 * MIB + 64 * KIB,
-        validators=_between(1, 10 * GIB, in_bytes=True),
+        validators=_range(POLICY_RANGES, "max_request_bytes"),
         help_text="Largest request body, in bytes; refused before it is read.",
     )
     allowed_types = models.JSONField(
@@ -144,13 +182,17 @@ class UploadPolicy(ServiceOnlyModel):
         default=list, blank=True, help_text="File name extensions accepted, without the dot."
     )
 
-    filename_max_bytes = models.PositiveIntegerField(default=255, validators=_between(16, 255))
+    filename_max_bytes = models.PositiveIntegerField(
+        default=255, validators=_range(POLICY_RANGES, "filename_max_bytes")
+    )
     filename_allow_non_ascii = models.BooleanField(default=True)
 
     image_max_pixels = models.BigIntegerField(
-        default=40_000_000, validators=_between(1, 1_000_000_000)
+        default=40_000_000, validators=_range(POLICY_RANGES, "image_max_pixels")
     )
-    image_max_side = models.PositiveIntegerField(default=12_000, validators=_between(1, 100_000))
+    image_max_side = models.PositiveIntegerField(
+        default=12_000, validators=_range(POLICY_RANGES, "image_max_side")
+    )
     image_reencode = models.BooleanField(
         default=True, help_text="Re-encode images, dropping metadata and anything appended."
     )
@@ -160,13 +202,19 @@ class UploadPolicy(ServiceOnlyModel):
     pdf_refuse_embedded_files = models.BooleanField(default=True)
     pdf_refuse_xfa = models.BooleanField(default=True)
 
-    archive_max_entries = models.PositiveIntegerField(default=1000, validators=_between(1, 100_000))
-    archive_max_expanded_bytes = models.BigIntegerField(
-        default=100 * MIB, validators=_between(1, 50 * GIB, in_bytes=True)
+    archive_max_entries = models.PositiveIntegerField(
+        default=1000, validators=_range(POLICY_RANGES, "archive_max_entries")
     )
-    archive_max_ratio = models.PositiveIntegerField(default=100, validators=_between(1, 10_000))
+    archive_max_expanded_bytes = models.BigIntegerField(
+        default=100 * MIB, validators=_range(POLICY_RANGES, "archive_max_expanded_bytes")
+    )
+    archive_max_ratio = models.PositiveIntegerField(
+        default=100, validators=_range(POLICY_RANGES, "archive_max_ratio")
+    )
     archive_max_depth = models.PositiveIntegerField(
-        default=0, validators=_between(0, 3), help_text="0: archives inside archives are refused."
+        default=0,
+        validators=_range(POLICY_RANGES, "archive_max_depth"),
+        help_text="0: archives inside archives are refused.",
     )
 
     scan = models.CharField(max_length=16, choices=ScanMode.choices, default=ScanMode.ON)
@@ -179,19 +227,25 @@ class UploadPolicy(ServiceOnlyModel):
     )
 
     quota_files = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Files per user per period; empty for no limit."
+        null=True,
+        blank=True,
+        validators=_range(POLICY_RANGES, "quota_files"),
+        help_text="Files per user per period; empty for no limit.",
     )
     quota_bytes = models.BigIntegerField(
         null=True,
         blank=True,
-        validators=_between(1, 10_000 * GIB, in_bytes=True),
+        validators=_range(POLICY_RANGES, "quota_bytes"),
         help_text="Bytes per user per period; empty for no limit.",
     )
     quota_period_seconds = models.PositiveIntegerField(
-        default=86_400, validators=_between(60, 366 * 86_400)
+        default=86_400, validators=_range(POLICY_RANGES, "quota_period_seconds")
     )
     retention_days = models.PositiveIntegerField(
-        null=True, blank=True, validators=_between(1, 36_500), help_text="Empty: keep forever."
+        null=True,
+        blank=True,
+        validators=_range(POLICY_RANGES, "retention_days"),
+        help_text="Empty: keep forever.",
     )
     serve_images_inline = models.BooleanField(
         default=False, help_text="Serve re-encoded raster images inline; everything else downloads."
@@ -212,16 +266,7 @@ class UploadPolicy(ServiceOnlyModel):
         verbose_name = "upload policy"
         verbose_name_plural = "upload policies"
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(max_file_size_bytes__gte=1, max_file_size_bytes__lte=5 * GIB),
-                name="policy_max_file_size_range",
-                violation_error_message="Max file size must be between 1 byte and 5 GiB.",
-            ),
-            models.CheckConstraint(
-                condition=models.Q(max_files_per_request__gte=1, max_files_per_request__lte=100),
-                name="policy_max_files_range",
-                violation_error_message="Max files per request must be between 1 and 100.",
-            ),
+            *(between.constraint(field, "policy") for field, between in POLICY_RANGES.items()),
             models.CheckConstraint(
                 condition=models.Q(max_request_bytes__gte=models.F("max_file_size_bytes")),
                 name="policy_request_cap_fits_file",
@@ -382,7 +427,7 @@ class HeaderRule(ServiceOnlyModel):
     )
     path = models.CharField(max_length=500, default="/", help_text="e.g. / or /admin/ or ^/api/")
     host = models.CharField(max_length=253, blank=True, help_text="Only for this host; empty: all.")
-    priority = models.IntegerField(default=100, validators=_between(0, 1000))
+    priority = models.IntegerField(default=100, validators=_range(RULE_RANGES, "priority"))
     enabled = models.BooleanField(default=True)
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.ENFORCE)
 
@@ -392,7 +437,7 @@ class HeaderRule(ServiceOnlyModel):
         help_text='{"default-src": ["\'self\'"], "object-src": ["\'none\'"]}',
     )
     hsts_max_age = models.PositiveIntegerField(
-        null=True, blank=True, validators=_between(0, 2 * 31_536_000)
+        null=True, blank=True, validators=_range(RULE_RANGES, "hsts_max_age")
     )
     hsts_include_subdomains = models.BooleanField(default=False)
     hsts_preload = models.BooleanField(default=False)
@@ -428,11 +473,7 @@ class HeaderRule(ServiceOnlyModel):
     class Meta:
         ordering = ["-priority", "name"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(priority__gte=0, priority__lte=1000),
-                name="rule_priority_range",
-                violation_error_message="Priority must be between 0 and 1000.",
-            ),
+            *(between.constraint(field, "rule") for field, between in RULE_RANGES.items()),
             models.CheckConstraint(
                 condition=models.Q(match_type__in=PathMatch.values), name="rule_match_type_valid"
             ),
@@ -509,8 +550,9 @@ class AuditEntry(models.Model):
     seq = models.PositiveBigIntegerField(unique=True)
     created_at = models.DateTimeField()
     actor = models.CharField(max_length=200, help_text="Who made the change, as text (hashed).")
+    # PROTECT: a user who changed policies is deactivated, not deleted, so the link stays.
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     action = models.CharField(max_length=16, choices=AuditAction.choices)
     object_type = models.CharField(max_length=40)
@@ -568,3 +610,19 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head: {self.count} entries"
+
+
+def refuse_writes_outside_services(sender, instance, **kwargs) -> None:
+    """pre_save/pre_delete guard: also catches loaddata's raw saves, which bypass save()."""
+    if not _service_write.get():
+        raise WriteRefused(
+            f"{sender.__name__} is written through policies.services only, so every change "
+            "has its audit entry."
+        )
+
+
+for _model in (UploadPolicy, HeaderRule):
+    pre_save.connect(refuse_writes_outside_services, sender=_model, dispatch_uid=f"guard-{_model}")
+    pre_delete.connect(
+        refuse_writes_outside_services, sender=_model, dispatch_uid=f"guard-del-{_model}"
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from policies.models import MIB, UploadPolicy
+from policies.models import MIB, AuditEntry, UploadPolicy
 from policies.services import Actor, policy_create
 
 DEFAULT_POLICY: dict[str, Any] = {
@@ -35,14 +35,24 @@ DEFAULT_POLICY: dict[str, Any] = {
 }
 
 
+def _ever_seeded(using: str) -> bool:
+    """True once the default policy has existed: an admin's later delete is respected."""
+    return (
+        AuditEntry.objects.using(using)
+        .filter(object_type="upload_policy", object_repr="default")
+        .exists()
+    )
+
+
 def seed_defaults(sender: Any = None, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
     """post_migrate handler: create what is missing, never touch what an admin changed."""
     if UploadPolicy._meta.db_table not in connections[using].introspection.table_names():
         return  # migrated backwards past the policies tables
-    if not UploadPolicy.objects.using(using).filter(slug="default").exists():
+    if not _ever_seeded(using):
         policy_create(
             data=DEFAULT_POLICY,
             actor=Actor.system(),
             reason="Seed the default upload policy.",
-            rollback_note="Edit or disable the policy; migrate re-creates it only if deleted.",
+            rollback_note="Edit or disable the policy. Once deleted, migrate leaves it deleted; "
+            "roll back the delete to restore it.",
         )

@@ -195,6 +195,7 @@ def _remove(kind: Kind, obj: models.Model) -> None:
 def _create(kind: Kind, *, data: dict, actor: Actor, reason: str, rollback_note: str, action: str):
     _require_why(reason, rollback_note)
     with transaction.atomic():
+        audit.lock()  # always first, so every change takes the same locks in the same order
         obj = _save_new(kind, data)
         _record(
             kind,
@@ -223,6 +224,7 @@ def _update(
 ):
     _require_why(reason, rollback_note)
     with transaction.atomic():
+        audit.lock()
         obj = _locked(kind, pk)
         _check_version(kind, obj, version)
         before = snapshot(obj)
@@ -247,6 +249,7 @@ def _update(
 def _delete(kind: Kind, *, pk: Any, version: int, actor: Actor, reason: str, rollback_note: str):
     _require_why(reason, rollback_note)
     with transaction.atomic():
+        audit.lock()
         obj = _locked(kind, pk)
         _check_version(kind, obj, version)
         before, key = snapshot(obj), getattr(obj, kind.key_field)
@@ -377,7 +380,7 @@ def change_rollback(
     _require_why(reason, None)
     kind = KINDS[entry.object_type]
     with transaction.atomic():
-        audit.lock()  # no other change may land between the check below and the restore
+        audit.lock()  # first, as in every change; no other change lands before the restore
         if later := later_entries(entry):
             raise PolicyConflict(
                 "rollback_conflict",

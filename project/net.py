@@ -9,10 +9,14 @@ from django.http import HttpRequest
 
 
 def _valid_ip(value: str) -> str | None:
+    """The address in one normal form (IPv4-mapped IPv6 unpacked), as the database stores it."""
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        address = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return str(address)
 
 
 def client_ip(request: HttpRequest) -> str | None:

@@ -207,28 +207,18 @@ def test_old_keys_still_verify_after_rotation(actor, settings):
 def test_eight_concurrent_appends_never_fork_the_chain(editor):
     """Eight threads change policies at once (released together at a barrier)."""
     actor = services.Actor.for_user(editor)
-    barrier = threading.Barrier(8)
-    failures: list[BaseException] = []
-
-    def work(n: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            services.policy_create(
+    unexpected = race(
+        *(
+            lambda n=n: services.policy_create(
                 data={"slug": f"p{n}", "allowed_types": [], "allowed_extensions": []},
                 actor=actor,
                 **WHY,
             )
-        except BaseException as exc:  # reported below; a thread cannot fail the test itself
-            failures.append(exc)
-        finally:
-            connections.close_all()  # this thread's own connection
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert failures == []
+            for n in range(8)
+        ),
+        tolerated=(),
+    )
+    assert unexpected == []
     entries = list(AuditEntry.objects.order_by("seq"))
     prev_hashes = [e.prev_hash for e in entries]
     assert len(prev_hashes) == len(set(prev_hashes))
@@ -252,3 +242,104 @@ def test_audit_verify_fails_when_a_row_is_inserted(actor):
         last.seq,
     )
     assert f"#{last.seq + 1}" in verify_fails()
+
+
+def test_audit_verify_fails_on_a_wiped_log(actor):
+    make_policy(actor)
+    raw("DELETE FROM policies_auditentry")
+    raw("DELETE FROM policies_audithead")
+    assert "head is missing" in verify_fails()
+
+
+def test_audit_verify_fails_when_a_policy_is_changed_behind_the_log(actor):
+    policy = make_policy(actor)
+    raw("UPDATE policies_uploadpolicy SET max_file_size_bytes = %s WHERE id = %s", 5, policy.pk)
+    message = verify_fails()
+    assert "upload policy avatars differs from audit entry" in message
+    assert "max_file_size_bytes" in message
+
+
+def test_audit_verify_fails_when_a_policy_is_deleted_behind_the_log(actor):
+    policy = make_policy(actor)
+    raw("DELETE FROM policies_uploadpolicy WHERE id = %s", policy.pk)
+    assert "avatars is gone" in verify_fails()
+
+
+def test_audit_verify_fails_when_a_rule_appears_without_an_entry(actor):
+    services.rule_create(data={"name": "site", "path": "/"}, actor=actor, **WHY)
+    raw("UPDATE policies_headerrule SET name = %s", "renamed")
+    assert "header rule renamed differs" in verify_fails()
+
+
+def test_a_retired_key_cannot_sign_entries_after_the_rotation(actor, settings):
+    old_key = settings.AUDIT_HMAC_KEY
+    new_key = "rotated-audit-key-" + "z" * 40
+    make_policy(actor)  # signed with the old key
+    settings.AUDIT_HMAC_KEY, settings.AUDIT_HMAC_OLD_KEYS = new_key, [old_key]
+    policy = UploadPolicy.objects.get(slug="avatars")
+    services.policy_update(policy=policy, changes={"title": "A"}, version=1, actor=actor, **WHY)
+    assert "intact" in verify()
+    # Someone who kept the retired key appends a change signed with it...
+    settings.AUDIT_HMAC_KEY, settings.AUDIT_HMAC_OLD_KEYS = old_key, []
+    services.policy_update(policy=policy, changes={"title": "B"}, version=2, actor=actor, **WHY)
+    # ...and the real configuration refuses it.
+    settings.AUDIT_HMAC_KEY, settings.AUDIT_HMAC_OLD_KEYS = new_key, [old_key]
+    assert "retired key" in verify_fails()
+
+
+def test_ipv4_mapped_client_addresses_are_recorded_plainly(actor, rf, editor):
+    request = rf.post("/admin/", REMOTE_ADDR="::ffff:203.0.113.9", HTTP_X_REQUEST_ID="req-42")
+    request.user = editor
+    request.request_id = "req-42"
+    policy = services.policy_create(
+        data={"slug": "mapped", "allowed_types": [], "allowed_extensions": []},
+        actor=services.Actor.from_request(request),
+        **WHY,
+    )
+    (entry,) = entries_for(policy)
+    assert entry.client_ip == "203.0.113.9"
+    assert entry.request_id == "req-42"
+    assert "intact" in verify()
+
+
+def race(*works, tolerated: type[BaseException] = PolicyConflict) -> list[BaseException]:
+    """Run each callable in its own thread, released together; return unexpected errors."""
+    barrier = threading.Barrier(len(works))
+    unexpected: list[BaseException] = []
+
+    def run(work) -> None:
+        try:
+            barrier.wait(timeout=30)
+            work()
+        except tolerated:
+            pass  # the loser of a race is told so; that is the point
+        except BaseException as exc:  # a thread cannot fail the test itself: report it
+            unexpected.append(exc)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    threads = [threading.Thread(target=run, args=(work,)) for work in works]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return unexpected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_update_and_rollback_of_one_policy_never_deadlock(editor):
+    """Both paths take the audit lock first, so racing them ends in success or a clean 409."""
+    actor = services.Actor.for_user(editor)
+    policy = make_policy(actor)
+    services.policy_update(policy=policy, changes={"title": "A"}, version=1, actor=actor, **WHY)
+    for round_ in range(4):
+        latest = entries_for(policy)[-1]
+        version = UploadPolicy.objects.get(pk=policy.pk).version
+        unexpected = race(
+            lambda v=version, r=round_: services.policy_update(
+                policy=policy, changes={"title": f"r{r}"}, version=v, actor=actor, **WHY
+            ),
+            lambda e=latest: services.change_rollback(entry=e, actor=actor, **UNDO),
+        )
+        assert unexpected == []
+    assert "intact" in verify()

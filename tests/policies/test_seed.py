@@ -37,3 +37,13 @@ def test_the_default_policy_is_back_after_a_flush():
     """Transactional tests flush the database; post_migrate seeds the default policy again."""
     call_command("flush", "--no-input", verbosity=0)
     assert UploadPolicy.objects.filter(slug="default").exists()
+
+
+def test_a_deleted_default_policy_stays_deleted_after_migrate(default_policy, actor):
+    from policies import services
+
+    services.policy_delete(
+        policy=default_policy, version=1, actor=actor, reason="Not used", rollback_note="Roll back"
+    )
+    call_command("migrate", verbosity=0)
+    assert not UploadPolicy.objects.filter(slug="default").exists()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import transaction
 
 from policies import services
 from policies.models import AuditEntry, HeaderRule, UploadPolicy, WriteRefused
@@ -169,13 +173,36 @@ def test_bulk_update_and_delete_are_refused(default_policy):
 
 def test_saving_or_deleting_outside_the_services_is_refused(default_policy):
     default_policy.max_file_size_bytes = 1
-    with pytest.raises(WriteRefused):
-        default_policy.save()
-    with pytest.raises(WriteRefused):
-        default_policy.delete()
-    with pytest.raises(WriteRefused):
-        UploadPolicy.objects.create(slug="sneaky")
+    attempts = [
+        default_policy.save,
+        default_policy.delete,
+        lambda: UploadPolicy.objects.create(slug="sneaky"),
+        lambda: UploadPolicy.objects.bulk_create([UploadPolicy(slug="bulk")]),
+        lambda: UploadPolicy.objects.bulk_update([default_policy], ["max_file_size_bytes"]),
+    ]
+    for attempt in attempts:
+        with pytest.raises(WriteRefused), transaction.atomic():
+            attempt()
     assert UploadPolicy.objects.get(slug="default").max_file_size_bytes == 10 * 1024 * 1024
+    assert list(UploadPolicy.objects.values_list("slug", flat=True)) == ["default"]
+
+
+def test_loaddata_cannot_change_a_policy_behind_the_audit_log(default_policy, tmp_path):
+    fixture = tmp_path / "evil.json"
+    fixture.write_text(
+        json.dumps(
+            [
+                {
+                    "model": "policies.uploadpolicy",
+                    "pk": default_policy.pk,
+                    "fields": {"slug": "default", "allowed_types": ["text/html"]},
+                }
+            ]
+        )
+    )
+    with pytest.raises(WriteRefused), transaction.atomic():
+        call_command("loaddata", str(fixture), verbosity=0)
+    assert "text/html" not in UploadPolicy.objects.get(slug="default").allowed_types
 
 
 def test_audit_entries_cannot_be_changed_or_deleted(actor):
@@ -250,3 +277,14 @@ def test_sizes_are_shown_in_binary_units(size, shown):
     from policies.units import format_bytes
 
     assert format_bytes(size) == shown
+
+
+def test_the_database_refuses_out_of_range_values_too(default_policy):
+    """Constraints hold even for a write that skips the model (raw SQL, another client)."""
+    from django.db import IntegrityError, connection
+
+    with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE policies_uploadpolicy SET max_files_per_request = 1000 WHERE slug = 'default'"
+        )
+    assert UploadPolicy.objects.get(slug="default").max_files_per_request == 1
