@@ -28,18 +28,19 @@ from policies import selectors, services
 from policies.forms import (
     BYTE_FIELDS,
     AuditedModelForm,
+    BulkDeleteForm,
     DeleteForm,
     PolicyForm,
     RollbackForm,
     RuleForm,
-    WhyForm,
+    readable_messages,
 )
 from policies.models import AuditEntry, HeaderRule, Mode, UploadPolicy
 from policies.services import KINDS, Actor, Kind
 from policies.units import format_bytes
 from project.errors import PolicyConflict
 
-# The request attribute that carries a service refusal into the form shown again (see below).
+# The request attribute that carries a service's refusal into the form shown again (see below).
 REFUSAL_ATTR = "_policies_service_refusal"
 HISTORY_LIMIT = 100
 
@@ -51,14 +52,6 @@ WHY_FIELDSET = (
         "fields": ("reason", "rollback_note", "based_on_version"),
     },
 )
-
-
-class ServiceRefused(Exception):
-    """The service refused a save the form had accepted; carries its error back to the form."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 # --- Showing values and diffs -------------------------------------------------------------------
@@ -190,16 +183,16 @@ class RollbackMixin:
         """Call the service; None (with the refusal on the form) when it refused."""
         try:
             new = services.change_rollback(
-                entry=entry,
-                actor=Actor.from_request(request),
-                reason=form.cleaned_data["reason"],
-                rollback_note=form.cleaned_data["rollback_note"],
+                entry=entry, actor=Actor.from_request(request), **form.why()
             )
         except PolicyConflict as conflict:
             messages.error(request, conflict.detail)
             return HttpResponseRedirect(history_url(self.admin_site, entry))
         except ValidationError as error:
-            form.add_error(None, [f"The restored state is not valid now: {m}" for m in _all(error)])
+            form.add_error(
+                None,
+                [f"The restored state is not valid now: {m}" for m in readable_messages(error)],
+            )
             return None
         messages.success(
             request,
@@ -207,16 +200,6 @@ class RollbackMixin:
             f"the rollback is entry #{new.seq}.",
         )
         return HttpResponseRedirect(history_url(self.admin_site, entry))
-
-
-def _all(error: ValidationError) -> list[str]:
-    if hasattr(error, "error_dict"):
-        return [
-            f"{name}: {m}" if name != "__all__" else m
-            for name, errors in error.message_dict.items()
-            for m in errors
-        ]
-    return error.messages
 
 
 # --- Policies and rules -------------------------------------------------------------------------
@@ -247,7 +230,7 @@ class AuditedAdmin(RollbackMixin, admin.ModelAdmin):
     def service_delete(self, obj: Any, *, version: int, actor: Actor, **why: str) -> None:
         raise NotImplementedError
 
-    # Saving: the form validates, the service writes; its refusal comes back as form errors.
+    # Saving: the form validates, the service writes, and decides whether the form is stale.
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
@@ -264,29 +247,30 @@ class AuditedAdmin(RollbackMixin, admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        """Run the stock view; when the service refuses, run it again showing the refusal."""
+        """The stock view; when the service refuses the save, the view again showing why.
+
+        The refusal leaves save_model and rolls the first run's transaction back; the second run
+        validates the same POST with the refusal on the form, so nothing is saved and the admin
+        sees the service's own message (or, for an object deleted meanwhile, the stock "doesn't
+        exist" redirect).
+        """
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except ServiceRefused as refused:
-            if isinstance(refused.error, PolicyConflict):
-                self.message_user(request, refused.error.detail, messages.ERROR)
-            setattr(request, REFUSAL_ATTR, refused.error)
+        except (ValidationError, PolicyConflict) as refusal:
+            setattr(request, REFUSAL_ATTR, refusal)
             return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         actor, data = Actor.from_request(request), form.model_data()
-        try:
-            if change:
-                version = form.cleaned_data["based_on_version"]
-                saved = self.service_update(
-                    obj, changes=data, version=version, actor=actor, **form.why()
-                )
-                if saved.version == version:
-                    self.message_user(request, "Nothing changed, so nothing was recorded.")
-            else:
-                saved = self.service_create(data=data, actor=actor, **form.why())
-        except (ValidationError, PolicyConflict) as error:
-            raise ServiceRefused(error) from error
+        if change:
+            version = form.cleaned_data["based_on_version"]
+            saved = self.service_update(
+                obj, changes=data, version=version, actor=actor, **form.why()
+            )
+            if saved.version == version:
+                self.message_user(request, "Nothing changed, so nothing was recorded.")
+        else:
+            saved = self.service_create(data=data, actor=actor, **form.why())
         obj.pk, obj.version = saved.pk, saved.version
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
@@ -334,7 +318,8 @@ class AuditedAdmin(RollbackMixin, admin.ModelAdmin):
             self.message_user(request, f"Nothing deleted. {conflict.detail}", messages.ERROR)
             return HttpResponseRedirect(self._url("change", obj.pk))
         except ValidationError as error:
-            self.message_user(request, f"Nothing deleted. {' '.join(_all(error))}", messages.ERROR)
+            refusal = " ".join(readable_messages(error))
+            self.message_user(request, f"Nothing deleted. {refusal}", messages.ERROR)
             return HttpResponseRedirect(self._url("changelist"))
         self.log_deletions(request, [obj])
         return self.response_delete(request, str(obj), obj.pk)
@@ -351,17 +336,30 @@ class AuditedAdmin(RollbackMixin, admin.ModelAdmin):
         description="Delete selected %(verbose_name_plural)s (with a reason)",
     )
     def delete_with_reason(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        """First list what goes and ask why; once confirmed, delete each through the service."""
-        form = WhyForm(request.POST if "confirm" in request.POST else None)
+        """First list what goes and ask why; once confirmed, delete each through the service.
+
+        The page posts back the version it showed of each object, and each delete is made at
+        that version, so an object changed after the page was shown is kept.
+        """
+        form = BulkDeleteForm(request.POST if "confirm" in request.POST else None)
         if form.is_bound and form.is_valid():
             self._delete_each(request, list(queryset), form)
             return None
+        rows = [
+            {
+                "obj": obj,
+                "version_name": form.version_name(obj),
+                # Shown again after a refused reason, the page keeps the versions it first showed.
+                "version": form.posted_version(obj) or obj.version,
+            }
+            for obj in queryset
+        ]
         context = {
             **self.admin_site.each_context(request),
             "title": f"Delete {self.opts.verbose_name_plural}",
             "subtitle": None,
             "objects_name": str(self.opts.verbose_name_plural),
-            "queryset": queryset,
+            "rows": rows,
             "opts": self.opts,
             "form": form,
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
@@ -371,17 +369,27 @@ class AuditedAdmin(RollbackMixin, admin.ModelAdmin):
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.bulk_delete_template, context)
 
-    def _delete_each(self, request: HttpRequest, objects: list[Any], form: WhyForm) -> None:
-        """One service call (one transaction, one audit entry) per object, at its version."""
+    def _delete_each(self, request: HttpRequest, objects: list[Any], form: BulkDeleteForm) -> None:
+        """One service call (one transaction, one audit entry) per object, at the version shown."""
         actor, deleted = Actor.from_request(request), []
         for obj in objects:
+            version = form.posted_version(obj)
+            if version is None:
+                self.message_user(
+                    request,
+                    f"{obj} not deleted: the confirmation page did not say which version you saw; "
+                    "select it again and confirm.",
+                    messages.ERROR,
+                )
+                continue
             try:
-                self.service_delete(obj, version=obj.version, actor=actor, **form.why())
+                self.service_delete(obj, version=version, actor=actor, **form.why())
             except PolicyConflict as conflict:
                 self.message_user(request, f"{obj} not deleted: {conflict.detail}", messages.ERROR)
                 continue
             except ValidationError as error:
-                self.message_user(request, f"{obj} not deleted: {' '.join(_all(error))}", "error")
+                refusal = " ".join(readable_messages(error))
+                self.message_user(request, f"{obj} not deleted: {refusal}", messages.ERROR)
                 continue
             self.log_deletions(request, [obj])
             deleted.append(str(obj))

@@ -1,8 +1,9 @@
 """Admin forms for policies and rules.
 
 Every save says why (`reason`) and how to undo it (`rollback_note`), and carries the version it
-was based on, so a form loaded before someone else's save is refused instead of overwriting it.
-The forms only validate; the admin hands their cleaned values to `policies.services`.
+was based on, so the service refuses a form loaded before someone else's save instead of letting
+it overwrite theirs. The forms only validate; the admin hands their cleaned values to
+`policies.services` and shows its refusals on them.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ import json
 from typing import Any, ClassVar
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 
-from policies import selectors
 from policies.filetypes import FILE_TYPES
 from policies.models import HeaderRule, UploadPolicy
 from policies.services import NOT_EDITABLE
@@ -33,6 +33,17 @@ def editable_fields(model: type[models.Model]) -> list[str]:
         f.name
         for f in model._meta.concrete_fields
         if f.editable and not f.primary_key and f.name not in NOT_EDITABLE
+    ]
+
+
+def readable_messages(error: ValidationError) -> list[str]:
+    """A ValidationError as plain sentences, each prefixed with its field when it has one."""
+    if not hasattr(error, "error_dict"):
+        return error.messages
+    return [
+        message if name == NON_FIELD_ERRORS else f"{name}: {message}"
+        for name, messages in error.message_dict.items()
+        for message in messages
     ]
 
 
@@ -103,15 +114,27 @@ class FileTypesField(forms.MultipleChoiceField):
         super().__init__(**kwargs)
 
 
-class AuditedModelForm(forms.ModelForm):
-    """A model form whose save needs a reason, a rollback note and a fresh based-on version."""
+class WhyMixin:
+    """The reason and rollback note a form collected, as the services take them."""
+
+    cleaned_data: dict[str, Any]
+
+    def why(self) -> dict[str, str]:
+        return {
+            "reason": self.cleaned_data["reason"],
+            "rollback_note": self.cleaned_data["rollback_note"],
+        }
+
+
+class AuditedModelForm(WhyMixin, forms.ModelForm):
+    """A model form whose save needs a reason, a rollback note and the version it was based on."""
 
     reason = reason_field()
     rollback_note = rollback_note_field()
     based_on_version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
 
-    # Set by the admin when the service refused a save this form had accepted (see admin.py).
-    service_error: ClassVar[Exception | None] = None
+    # The service's refusal of this very POST, set by the admin when it shows the form again.
+    service_error: ClassVar[ValidationError | PolicyConflict | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -128,59 +151,37 @@ class AuditedModelForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        stale = self._check_fresh(cleaned)
-        error = self.service_error
-        if error is not None and not (stale and getattr(error, "code", "") == "version_conflict"):
-            self.add_service_error(error)
+        if self.instance.pk is not None and cleaned.get("based_on_version") is None:
+            # Only a damaged page sends no version; whether it is current is the service's call.
+            raise ValidationError(
+                "This form does not say which version you edited, so nothing was saved. "
+                "Reload the page and apply your change again.",
+                code="version_missing",
+            )
+        if self.service_error is not None:
+            self.add_service_error(self.service_error)
         return cleaned
 
-    def _check_fresh(self, cleaned: dict[str, Any]) -> bool:
-        """Refuse a form loaded before someone else's save; True when it was stale."""
-        if self.instance.pk is None:
-            return False
-        label = self._meta.model._meta.verbose_name
-        current = selectors.current_version(self._meta.model, self.instance.pk)
-        based_on = cleaned.get("based_on_version")
-        if current is None:
-            message = f"This {label} was deleted since you loaded it; nothing was saved."
-        elif based_on != current:
-            message = (
-                f"This {label} was changed by someone else since you loaded it "
-                f"(you edited version {based_on or 'unknown'}, it is now version {current}). "
-                "Nothing was saved: reload the page, check their change in the history, "
-                "and apply yours again."
-            )
-        else:
-            return False
-        self.add_error(None, ValidationError(message, code="version_conflict"))
-        return True
-
-    def add_service_error(self, error: Exception) -> None:
+    def add_service_error(self, error: ValidationError | PolicyConflict) -> None:
         """Show a service's refusal on the form: next to its field where the form has one."""
         if isinstance(error, PolicyConflict):
-            self.add_error(None, ValidationError(error.detail, code=error.code))
-            return
-        if not isinstance(error, ValidationError) or not hasattr(error, "error_dict"):
+            error = ValidationError(error.detail, code=error.code)
+        if not hasattr(error, "error_dict"):
             self.add_error(None, error)
             return
+        elsewhere = {}
         for name, errors in error.error_dict.items():
             if name in self.fields:
                 self.add_error(name, errors)
             else:
-                prefix = "" if name == "__all__" else f"{name}: "
-                messages = ValidationError(errors).messages
-                self.add_error(None, [f"{prefix}{m}" for m in messages])
+                elsewhere[name] = errors
+        if elsewhere:
+            self.add_error(None, readable_messages(ValidationError(elsewhere)))
 
     def model_data(self) -> dict[str, Any]:
         """The cleaned values of the model's own fields, as the services take them."""
         names = {f.name for f in self._meta.model._meta.concrete_fields}
         return {name: value for name, value in self.cleaned_data.items() if name in names}
-
-    def why(self) -> dict[str, str]:
-        return {
-            "reason": self.cleaned_data["reason"],
-            "rollback_note": self.cleaned_data["rollback_note"],
-        }
 
 
 class PolicyForm(AuditedModelForm):
@@ -240,8 +241,8 @@ class RuleForm(AuditedModelForm):
         }
 
 
-class WhyForm(forms.Form):
-    """Reason and rollback note for a change that has no edit form (bulk delete)."""
+class WhyForm(WhyMixin, forms.Form):
+    """Reason and rollback note for a change that has no edit form (a delete)."""
 
     required_css_class = "required"
 
@@ -250,12 +251,6 @@ class WhyForm(forms.Form):
         help_text="How to undo this if it goes wrong, e.g. “roll back the delete entry”."
     )
 
-    def why(self) -> dict[str, str]:
-        return {
-            "reason": self.cleaned_data["reason"],
-            "rollback_note": self.cleaned_data["rollback_note"],
-        }
-
 
 class DeleteForm(WhyForm):
     """Deleting one object: also the version the admin saw, so a changed object is kept."""
@@ -263,7 +258,26 @@ class DeleteForm(WhyForm):
     based_on_version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
 
 
-class RollbackForm(forms.Form):
+class BulkDeleteForm(WhyForm):
+    """Deleting several: also, per object, the version its confirmation page showed.
+
+    The versions travel as hidden `version_<pk>` inputs beside the form's own fields; a missing
+    or damaged one refuses that object only, so they are read per object rather than validated.
+    """
+
+    @staticmethod
+    def version_name(obj: models.Model) -> str:
+        return f"version_{obj.pk}"
+
+    def posted_version(self, obj: models.Model) -> int | None:
+        """The version posted for `obj`; None when it is missing or not a whole number from 1."""
+        try:
+            return forms.IntegerField(min_value=1).clean(self.data.get(self.version_name(obj)))
+        except ValidationError:
+            return None
+
+
+class RollbackForm(WhyMixin, forms.Form):
     required_css_class = "required"
 
     reason = reason_field()

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.db import models
 from django.db.models import QuerySet
 
 from policies.models import AuditEntry
-
-
-def current_version(model: type[models.Model], pk: Any) -> int | None:
-    """The stored version of one object, read fresh; None when it no longer exists."""
-    return model.objects.filter(pk=pk).values_list("version", flat=True).first()
 
 
 def audit_entries_for(*, object_type: str, object_id: str) -> QuerySet[AuditEntry]:

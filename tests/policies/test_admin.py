@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from http import HTTPStatus
 from typing import Any
 
@@ -48,6 +49,42 @@ def entries_for(obj_type: str, pk: Any) -> list[AuditEntry]:
 
 def messages_of(response) -> list[str]:
     return [str(m) for m in response.context["messages"]]
+
+
+class _HiddenInputs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "input" and found.get("type") == "hidden" and found.get("name"):
+            self.data.setdefault(found["name"], []).append(found.get("value") or "")
+
+
+def hidden_inputs(response) -> dict[str, list[str]]:
+    """The hidden inputs of a confirmation page: what a browser posts back when confirming."""
+    parser = _HiddenInputs()
+    parser.feed(response.content.decode())
+    return parser.data
+
+
+def new_entries(before: int) -> list[AuditEntry]:
+    """The audit entries appended after there were `before` of them (seq counts from 1)."""
+    return list(AuditEntry.objects.filter(seq__gt=before).order_by("seq"))
+
+
+def reversed_diff(diff: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {"before": d["after"], "after": d["before"]} for name, d in diff.items()}
+
+
+def deleted_diff(stored: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The diff of deleting an object whose snapshot was `stored`: every set field goes away."""
+    return {
+        name: {"before": value, "after": None}
+        for name, value in stored.items()
+        if name != "version" and value is not None
+    }
 
 
 @pytest.fixture
@@ -164,6 +201,23 @@ def test_changing_a_policy_writes_one_entry_with_the_diff(editor_client, default
     assert (entry.reason, entry.rollback_note) == (WHY["reason"], WHY["rollback_note"])
 
 
+def test_an_admin_save_records_the_request_id_and_client_ip(editor_client, default_policy):
+    address = url("uploadpolicy", "change", default_policy.pk)
+    data = form_data(editor_client, address)
+    data.update(max_file_size_bytes=5 * MIB, **WHY)
+    before = AuditEntry.objects.count()
+
+    response = editor_client.post(
+        address, data, HTTP_X_REQUEST_ID="req-abc-123", REMOTE_ADDR="203.0.113.7"
+    )
+
+    assert response.status_code == HTTPStatus.FOUND, response.context["adminform"].form.errors
+    [entry] = new_entries(before)
+    assert entry.action == "update"
+    assert entry.request_id == "req-abc-123"
+    assert entry.client_ip == "203.0.113.7"
+
+
 def test_saving_unchanged_form_records_nothing(editor_client, default_policy):
     address = url("uploadpolicy", "change", default_policy.pk)
     data = form_data(editor_client, address)
@@ -223,41 +277,68 @@ def test_a_stale_form_is_refused_and_never_overwrites(editor_client, default_pol
 
     assert response.status_code == HTTPStatus.OK
     [error] = response.context["adminform"].form.non_field_errors()
-    assert "now version 2" in error
+    assert "you had version 1, it is now version 2" in error  # the service's own message
     assert "reload" in error.lower()
-    assert "now version 2" in response.content.decode()
+    assert response.content.decode().count("it is now version 2") == 1  # shown once, on the form
     default_policy.refresh_from_db()
     assert default_policy.max_file_size_bytes == 8 * MIB
     assert default_policy.version == 2
     assert AuditEntry.objects.count() == before
 
 
-def test_a_conflict_in_the_race_window_is_shown_not_saved(
-    editor_client, default_policy, actor, monkeypatch
-):
-    """The form's own check passed, but the service finds a newer version: nothing is saved."""
+def test_a_form_without_its_version_is_refused(editor_client, default_policy):
     address = url("uploadpolicy", "change", default_policy.pk)
     data = form_data(editor_client, address)
-    services.policy_update(
-        policy=default_policy,
-        changes={"max_file_size_bytes": 8 * MIB},
-        version=1,
-        actor=actor,
-        reason="Someone else's change.",
-        rollback_note="Roll it back.",
-    )
-    monkeypatch.setattr("policies.selectors.current_version", lambda model, pk: 1)
+    del data["based_on_version"]
     before = AuditEntry.objects.count()
 
     response = editor_client.post(address, {**data, "max_file_size_bytes": 5 * MIB, **WHY})
 
     assert response.status_code == HTTPStatus.OK
     [error] = response.context["adminform"].form.non_field_errors()
-    assert "it is now version 2" in error
-    assert any("it is now version 2" in m for m in messages_of(response))
+    assert "which version you edited" in error
+    assert "reload" in error.lower()
     default_policy.refresh_from_db()
-    assert default_policy.max_file_size_bytes == 8 * MIB
+    assert (default_policy.max_file_size_bytes, default_policy.version) == (10 * MIB, 1)
     assert AuditEntry.objects.count() == before
+
+
+def test_a_form_for_a_policy_deleted_meanwhile_is_refused(editor_client, avatars, actor):
+    address = url("uploadpolicy", "change", avatars.pk)
+    data = form_data(editor_client, address)
+    services.policy_delete(
+        policy=avatars, version=1, actor=actor, reason="Gone.", rollback_note="Roll back."
+    )
+    before = AuditEntry.objects.count()
+
+    response = editor_client.post(
+        address, {**data, "max_file_size_bytes": 5 * MIB, **WHY}, follow=True
+    )
+
+    assert response.status_code == HTTPStatus.OK
+    assert any("Perhaps it was deleted?" in m for m in messages_of(response))
+    assert not UploadPolicy.objects.filter(pk=avatars.pk).exists()
+    assert AuditEntry.objects.count() == before
+
+
+def test_a_policy_the_service_finds_gone_is_refused_on_the_form(
+    editor_client, default_policy, monkeypatch
+):
+    """Deleted between the admin loading it and the service locking it: the service's words."""
+
+    def gone(**kwargs):
+        raise ValidationError("That upload policy no longer exists.")
+
+    monkeypatch.setattr(services, "policy_update", gone)
+    address = url("uploadpolicy", "change", default_policy.pk)
+    data = form_data(editor_client, address)
+
+    response = editor_client.post(address, {**data, "max_file_size_bytes": 5 * MIB, **WHY})
+
+    assert response.status_code == HTTPStatus.OK
+    form = response.context["adminform"].form
+    assert form.non_field_errors() == ["That upload policy no longer exists."]
+    assert form["max_file_size_bytes"].value() == str(5 * MIB)  # the admin's input is kept
 
 
 def test_service_validation_errors_show_on_the_form(editor_client, default_policy, monkeypatch):
@@ -371,10 +452,48 @@ def test_a_stale_rule_form_is_refused(editor_client, rule, actor):
     assert rule.priority == 150
 
 
+def test_deleting_a_rule_and_rolling_the_delete_back(editor_client, rule):
+    stored = services.snapshot(rule)
+    delete_url = url("headerrule", "delete", rule.pk)
+    assert editor_client.get(delete_url).context["form"]["based_on_version"].value() == 1
+    before = AuditEntry.objects.count()
+
+    deleted = editor_client.post(delete_url, {"based_on_version": 1, **WHY})
+
+    assert deleted.status_code == HTTPStatus.FOUND
+    assert not HeaderRule.objects.filter(pk=rule.pk).exists()
+    [delete_entry] = new_entries(before)
+    assert (delete_entry.object_type, delete_entry.object_id) == ("header_rule", str(rule.pk))
+    assert delete_entry.action == "delete"
+    assert (delete_entry.reason, delete_entry.rollback_note) == (
+        WHY["reason"],
+        WHY["rollback_note"],
+    )
+    assert delete_entry.diff == deleted_diff(stored)
+
+    entry_page = editor_client.get(url("auditentry", "change", delete_entry.pk))
+    rollback_url = url("auditentry", "rollback", delete_entry.pk)
+    assert entry_page.context["rollback_url"] == rollback_url
+    restored = editor_client.post(
+        rollback_url, {"reason": "Deleted by mistake.", "rollback_note": "Delete it again."}
+    )
+
+    assert restored.status_code == HTTPStatus.FOUND
+    back = HeaderRule.objects.get(pk=rule.pk)
+    assert (back.name, back.match_type, back.path, back.priority) == ("api", "prefix", "/api/", 200)
+    assert {**services.snapshot(back), "version": 1} == stored
+    assert back.version == 2
+    [rollback] = new_entries(delete_entry.seq)
+    assert (rollback.action, rollback.rolls_back_seq) == ("rollback", delete_entry.seq)
+    assert (rollback.reason, rollback.rollback_note) == ("Deleted by mistake.", "Delete it again.")
+    assert rollback.diff == reversed_diff(delete_entry.diff)
+
+
 # --- Delete, and rolling a delete back -----------------------------------------------------------
 
 
 def test_delete_page_asks_why_then_deletes_and_rollback_restores(editor_client, avatars):
+    stored = services.snapshot(avatars)
     delete_url = url("uploadpolicy", "delete", avatars.pk)
     page = editor_client.get(delete_url)
     assert page.status_code == HTTPStatus.OK
@@ -384,11 +503,19 @@ def test_delete_page_asks_why_then_deletes_and_rollback_restores(editor_client, 
     assert set(refused.context["form"].errors) == {"reason", "rollback_note"}
     assert UploadPolicy.objects.filter(pk=avatars.pk).exists()
 
+    before = AuditEntry.objects.count()
     deleted = editor_client.post(delete_url, {"based_on_version": 1, **WHY})
     assert deleted.status_code == HTTPStatus.FOUND
     assert not UploadPolicy.objects.filter(pk=avatars.pk).exists()
-    delete_entry = entries_for("upload_policy", avatars.pk)[-1]
-    assert (delete_entry.action, delete_entry.reason) == ("delete", WHY["reason"])
+    [delete_entry] = new_entries(before)
+    assert (delete_entry.object_type, delete_entry.object_id) == ("upload_policy", str(avatars.pk))
+    assert delete_entry.action == "delete"
+    assert (delete_entry.reason, delete_entry.rollback_note) == (
+        WHY["reason"],
+        WHY["rollback_note"],
+    )
+    assert delete_entry.diff == deleted_diff(stored)
+    assert delete_entry.diff["slug"] == {"before": "avatars", "after": None}
 
     # A deleted policy has no change page: roll back from the audit entry's page.
     entry_page = editor_client.get(url("auditentry", "change", delete_entry.pk))
@@ -396,20 +523,18 @@ def test_delete_page_asks_why_then_deletes_and_rollback_restores(editor_client, 
     assert entry_page.context["rollback_url"] == rollback_url
     preview = editor_client.get(rollback_url)
     assert "re-creates" in preview.context["effect"]
-    restored = editor_client.post(rollback_url, {"reason": "Deleted by mistake."})
+    restored = editor_client.post(
+        rollback_url, {"reason": "Deleted by mistake.", "rollback_note": "Delete it again."}
+    )
 
     assert restored.status_code == HTTPStatus.FOUND
     policy = UploadPolicy.objects.get(pk=avatars.pk)
-    assert (policy.slug, policy.mode, policy.max_file_size_bytes) == (
-        "avatars",
-        "report_only",
-        2 * MIB,
-    )
-    rollback = entries_for("upload_policy", avatars.pk)[-1]
+    assert {**services.snapshot(policy), "version": 1} == stored
+    [rollback] = new_entries(delete_entry.seq)
     assert rollback.action == "rollback"
     assert rollback.rolls_back_seq == delete_entry.seq
-    assert rollback.reason == "Deleted by mistake."
-    assert AuditEntry.objects.filter(rolls_back_seq=delete_entry.seq).count() == 1
+    assert (rollback.reason, rollback.rollback_note) == ("Deleted by mistake.", "Delete it again.")
+    assert rollback.diff == reversed_diff(delete_entry.diff)
 
 
 def test_deleting_with_a_stale_version_deletes_nothing(editor_client, avatars, actor):
@@ -481,22 +606,91 @@ def test_bulk_delete_asks_why_first_then_deletes_each(editor_client, avatars, ru
 
     confirm = editor_client.post(POLICY_LIST, {**selected, "index": 0})
     assert confirm.status_code == HTTPStatus.OK
-    assert set(confirm.context["queryset"]) == {avatars, other}
-    unexplained = editor_client.post(POLICY_LIST, {**selected, "confirm": "yes"})
+    assert {row["obj"] for row in confirm.context["rows"]} == {avatars, other}
+    shown = hidden_inputs(confirm)
+    assert shown[f"version_{avatars.pk}"] == shown[f"version_{other.pk}"] == ["1"]
+    unexplained = editor_client.post(POLICY_LIST, shown)
     assert unexplained.status_code == HTTPStatus.OK
     assert "reason" in unexplained.context["form"].errors
     assert UploadPolicy.objects.filter(pk__in=[avatars.pk, other.pk]).count() == 2
     assert AuditEntry.objects.count() == before
 
-    done = editor_client.post(POLICY_LIST, {**selected, "confirm": "yes", **WHY}, follow=True)
+    done = editor_client.post(POLICY_LIST, {**shown, **WHY}, follow=True)
 
     assert done.status_code == HTTPStatus.OK
     assert not UploadPolicy.objects.filter(pk__in=[avatars.pk, other.pk]).exists()
-    deletes = AuditEntry.objects.filter(seq__gt=before)
+    deletes = new_entries(before)
     assert sorted(e.object_repr for e in deletes) == ["avatars", "scratch"]
-    assert {(e.action, e.reason, e.actor) for e in deletes} == {
-        ("delete", WHY["reason"], "user:editor")
+    assert {(e.action, e.reason, e.rollback_note, e.actor) for e in deletes} == {
+        ("delete", WHY["reason"], WHY["rollback_note"], "user:editor")
     }
+
+
+def test_bulk_delete_keeps_an_object_changed_after_the_confirmation_page(
+    editor_client, avatars, actor
+):
+    other = services.policy_create(
+        data={"slug": "scratch"}, actor=actor, reason="Try.", rollback_note="Delete it."
+    )
+    confirm = editor_client.post(
+        POLICY_LIST,
+        {"action": "delete_with_reason", ACTION_CHECKBOX_NAME: [avatars.pk, other.pk], "index": 0},
+    )
+    shown = hidden_inputs(confirm)
+    services.policy_update(
+        policy=avatars,
+        changes={"title": "Profile pictures"},
+        version=1,
+        actor=actor,
+        reason="Someone else's change.",
+        rollback_note="Roll it back.",
+    )
+    before = AuditEntry.objects.count()
+
+    done = editor_client.post(POLICY_LIST, {**shown, **WHY}, follow=True)
+
+    assert UploadPolicy.objects.get(pk=avatars.pk).title == "Profile pictures"
+    assert not UploadPolicy.objects.filter(pk=other.pk).exists()
+    [entry] = new_entries(before)
+    assert (entry.action, entry.object_repr, entry.reason) == ("delete", "scratch", WHY["reason"])
+    assert any(
+        m.startswith("avatars not deleted") and "it is now version 2" in m
+        for m in messages_of(done)
+    )
+
+
+def test_bulk_delete_without_the_version_shown_keeps_that_object(editor_client, avatars, actor):
+    missing, garbled = (
+        avatars,
+        services.policy_create(
+            data={"slug": "scratch"}, actor=actor, reason="Try.", rollback_note="Delete it."
+        ),
+    )
+    fine = services.policy_create(
+        data={"slug": "spare"}, actor=actor, reason="Try.", rollback_note="Delete it."
+    )
+    confirm = editor_client.post(
+        POLICY_LIST,
+        {
+            "action": "delete_with_reason",
+            ACTION_CHECKBOX_NAME: [missing.pk, garbled.pk, fine.pk],
+            "index": 0,
+        },
+    )
+    shown = hidden_inputs(confirm)
+    del shown[f"version_{missing.pk}"]
+    shown[f"version_{garbled.pk}"] = ["one"]
+    before = AuditEntry.objects.count()
+
+    done = editor_client.post(POLICY_LIST, {**shown, **WHY}, follow=True)
+
+    assert set(UploadPolicy.objects.filter(pk__in=[missing.pk, garbled.pk, fine.pk])) == {
+        missing,
+        garbled,
+    }
+    assert [e.object_repr for e in new_entries(before)] == ["spare"]
+    refusals = [m for m in messages_of(done) if "did not say which version you saw" in m]
+    assert sorted(m.split(" ")[0] for m in refusals) == ["avatars", "scratch"]
 
 
 def test_bulk_delete_reports_a_policy_in_use_and_deletes_the_rest(
@@ -512,17 +706,12 @@ def test_bulk_delete_reports_a_policy_in_use_and_deletes_the_rest(
         content_type="image/png",
     )
     selected = [default_policy.pk, avatars.pk]
-
-    response = editor_client.post(
+    confirm = editor_client.post(
         POLICY_LIST,
-        {
-            "action": "delete_with_reason",
-            ACTION_CHECKBOX_NAME: selected,
-            "confirm": "yes",
-            **WHY,
-        },
-        follow=True,
+        {"action": "delete_with_reason", ACTION_CHECKBOX_NAME: selected, "index": 0},
     )
+
+    response = editor_client.post(POLICY_LIST, {**hidden_inputs(confirm), **WHY}, follow=True)
 
     assert any("default not deleted" in m for m in messages_of(response))
     assert list(UploadPolicy.objects.values_list("slug", flat=True)) == ["default"]
@@ -573,13 +762,32 @@ def test_rolling_back_the_latest_change_from_history(editor_client, default_poli
     ]
     refused = editor_client.post(rollback_url, {"reason": ""})
     assert "reason" in refused.context["form"].errors
-    done = editor_client.post(rollback_url, {"reason": "Too strict."}, follow=True)
+    assert AuditEntry.objects.count() == latest.seq
+    done = editor_client.post(
+        rollback_url, {"reason": "Too strict.", "rollback_note": "Lower it again."}, follow=True
+    )
 
     assert done.status_code == HTTPStatus.OK
     default_policy.refresh_from_db()
     assert default_policy.max_file_size_bytes == 10 * MIB
-    rollback = entries_for("upload_policy", default_policy.pk)[-1]
+    [rollback] = new_entries(latest.seq)
     assert (rollback.action, rollback.rolls_back_seq) == ("rollback", latest.seq)
+    assert (rollback.reason, rollback.rollback_note) == ("Too strict.", "Lower it again.")
+    assert rollback.diff == reversed_diff(latest.diff)
+    assert rollback.diff == {"max_file_size_bytes": {"before": 4 * MIB, "after": 10 * MIB}}
+
+
+def test_a_rollback_without_a_note_gets_one_naming_the_entry(editor_client, default_policy, actor):
+    latest = _lower_max_size(default_policy, actor, 4 * MIB)
+
+    editor_client.post(
+        url("uploadpolicy", "rollback", default_policy.pk, latest.seq), {"reason": "Too strict."}
+    )
+
+    [rollback] = new_entries(latest.seq)
+    assert rollback.rollback_note == (
+        f"Roll back this entry to return to the state entry #{latest.seq} produced."
+    )
 
 
 def test_rolling_back_an_older_entry_is_refused(editor_client, default_policy, actor):
