@@ -3,14 +3,25 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements-dev.lock | cut -c1-16)
+PROD_STAMP := $(VENV)/.installed-prod-$(shell sha256sum requirements.lock | cut -c1-16)
 
-.PHONY: install run test lint format bench lock clean
+.PHONY: install install-prod run test lint format bench lock clean
 
+# The development install: the app plus test and lint tools.
 install: $(STAMP)
 
 $(STAMP): requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.lock
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# The production install: only what the app runs on (no test or lint tools).
+install-prod: $(PROD_STAMP)
+
+$(PROD_STAMP): requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -9,7 +9,10 @@ from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
 
+from project.views import health
+
 REQUEST_ID_HEADER = "X-Request-ID"
+HEALTH_PATH = "/health"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="-")
@@ -38,3 +41,19 @@ class RequestIdMiddleware:
             current_request_id.reset(token)
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+
+class HealthCheckMiddleware:
+    """Answers GET/HEAD /health before host validation and the HTTPS redirect.
+
+    Load balancers probe by IP address over plain HTTP; the Host they send is not in ALLOWED_HOSTS,
+    and the answer must not be a 400 or a redirect. The answer itself is `project.views.health`.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == HEALTH_PATH and request.method in ("GET", "HEAD"):
+            return health(request)
+        return self.get_response(request)

@@ -39,6 +39,11 @@ AUDIT_HMAC_OLD_KEYS = env_list("AUDIT_HMAC_OLD_KEYS")
 ALLOWED_HOSTS = env_list(
     "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
 )
+if not ALLOWED_HOSTS and not DEBUG:
+    raise ImproperlyConfigured(
+        "DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG is off: the comma-separated host "
+        "names the site answers to, e.g. DJANGO_ALLOWED_HOSTS=uploads.example.com"
+    )
 
 INSTALLED_APPS = [
     "policies",
@@ -57,6 +62,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "project.middleware.RequestIdMiddleware",
+    # Before host validation and the HTTPS redirect, so a load balancer probing by IP gets its 200.
+    "project.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

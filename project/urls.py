@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.auth import views as auth_views
+from django.urls import path
 
 from project import views
 from project.api_root import api_root
@@ -9,7 +10,9 @@ from project.api_root import api_root
 urlpatterns = [
     path("", views.home, name="home"),
     path("health", views.health, name="health"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # Only login and logout: with no email configured, password reset must not be reachable.
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", api_root, name="api-root"),
 ]

@@ -82,6 +82,7 @@ def handler500(request: HttpRequest) -> HttpResponse:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Under /api/ the same code and detail as DRF's session authentication gives a CSRF failure."""
     if _is_api(request):
-        return error_json("csrf_failed", "CSRF check failed; send the CSRF token with the request.")
+        return error_json("permission_denied", f"CSRF Failed: {reason or 'CSRF check failed.'}")
     return django_csrf_failure(request, reason=reason)

@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("DJANGO_DEBUG", "0")
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-" + "x" * 40)
 os.environ.setdefault("AUDIT_HMAC_KEY", "test-audit-key-" + "y" * 40)
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
 
 from project.settings import *  # noqa: F403
 

@@ -7,6 +7,7 @@ from http import HTTPStatus
 
 import pytest
 from django.test import Client
+from django.urls import NoReverseMatch, reverse
 
 from tests.conftest import PASSWORD
 
@@ -75,3 +76,23 @@ def test_logout_by_get_is_refused_and_keeps_the_session(client, owner):
     response = client.get("/accounts/logout/")
     assert response.status_code == HTTPStatus.METHOD_NOT_ALLOWED
     assert client.session["_auth_user_id"] == str(owner.pk)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/accounts/password_reset/",
+        "/accounts/password_reset/done/",
+        "/accounts/reset/MQ/set-password/",
+        "/accounts/password_change/",
+    ],
+)
+def test_only_login_and_logout_are_exposed(client, url):
+    assert client.get(url).status_code == HTTPStatus.NOT_FOUND
+
+
+def test_login_and_logout_keep_their_url_names():
+    assert reverse("login") == "/accounts/login/"
+    assert reverse("logout") == "/accounts/logout/"
+    with pytest.raises(NoReverseMatch):
+        reverse("password_reset")

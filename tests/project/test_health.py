@@ -37,3 +37,42 @@ def test_health_answers_head(client):
 
 def test_health_refuses_post(client):
     assert client.post("/health").status_code == HTTPStatus.METHOD_NOT_ALLOWED
+
+
+@pytest.fixture
+def strict_hosts(settings):
+    """Production-like: one allowed host and the HTTPS redirect on."""
+    settings.ALLOWED_HOSTS = ["example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    return settings
+
+
+def test_health_answers_a_load_balancer_probing_by_ip_over_http(client, strict_hosts, console_log):
+    response = client.get("/health", HTTP_HOST="10.0.0.5")
+    assert response.status_code == HTTPStatus.OK
+    assert response.json() == {"ok": True}
+    assert response["X-Request-ID"]
+    assert client.head("/health", HTTP_HOST="10.0.0.5").status_code == HTTPStatus.OK
+    assert "ERROR" not in console_log.getvalue()
+    assert "DisallowedHost" not in console_log.getvalue()
+
+
+def test_health_by_ip_is_503_when_the_database_does_not_answer(client, strict_hosts, monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(views.connection, "cursor", unreachable)
+    response = client.get("/health", HTTP_HOST="10.0.0.5")
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response.json()["ok"] is False
+
+
+@pytest.mark.parametrize("path", ["/", "/health/", "/accounts/login/", "/api/v1/"])
+def test_other_paths_still_refuse_a_host_not_allowed(client, strict_hosts, path):
+    assert client.get(path, HTTP_HOST="10.0.0.5").status_code == HTTPStatus.BAD_REQUEST
+
+
+def test_an_allowed_host_is_still_redirected_to_https_off_the_health_path(client, strict_hosts):
+    response = client.get("/", HTTP_HOST="example.com")
+    assert response.status_code == HTTPStatus.MOVED_PERMANENTLY
+    assert response["Location"] == "https://example.com/"

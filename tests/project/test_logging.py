@@ -93,14 +93,24 @@ def test_a_traceback_in_the_log_is_redacted_too(client, console_log):
 
 
 @pytest.mark.django_db
-def test_a_failed_login_logs_nothing_with_the_password(client, owner, console_log, raw_log_lines):
+def test_a_login_that_fails_quoting_the_password_logs_it_redacted(
+    client, settings, console_log, raw_log_lines
+):
+    """A backend error quoting the credentials reaches the log as a traceback, password redacted."""
+    settings.AUTHENTICATION_BACKENDS = ["tests.project.backends.CredentialQuotingBackend"]
+    client.raise_request_exception = False
     wrong = "Wr0ng-but-memorable-passphrase"
     response = client.post("/accounts/login/", {"username": "owner", "password": wrong})
-    assert response.status_code == HTTPStatus.OK
-    assert not response.wsgi_request.user.is_authenticated
-    for line in [*raw_log_lines, console_log.getvalue()]:
-        assert wrong not in line
-        assert PASSWORD not in line
+    assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
+    # The record itself carried the password, so only the redaction keeps it out of the output.
+    assert any(wrong in line for line in raw_log_lines)
+    output = console_log.getvalue()
+    assert "Internal Server Error: /accounts/login/" in output
+    assert (
+        "RuntimeError: directory lookup failed for {'username': 'owner', 'password': '[redacted]'}"
+        in output
+    )
+    assert wrong not in output
 
 
 @pytest.mark.django_db

@@ -138,8 +138,19 @@ def test_a_bad_value_stops_the_settings_naming_it(monkeypatch, tmp_path, name, v
         _load_settings(monkeypatch, tmp_path, **env)
 
 
+@pytest.mark.parametrize("hosts", [None, "", " , "])
+def test_production_refuses_no_allowed_hosts(monkeypatch, tmp_path, hosts):
+    env = _production_env()
+    del env["DJANGO_ALLOWED_HOSTS"]
+    if hosts is not None:
+        env["DJANGO_ALLOWED_HOSTS"] = hosts
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_ALLOWED_HOSTS is required"):
+        _load_settings(monkeypatch, tmp_path, **env)
+
+
 def test_debug_runs_without_keys_and_derives_a_separate_audit_key(monkeypatch, tmp_path):
     loaded = _load_settings(monkeypatch, tmp_path, DJANGO_DEBUG="1")
+    assert loaded.ALLOWED_HOSTS == ["localhost", "127.0.0.1", "[::1]"]
     assert loaded.SECRET_KEY
     assert len(loaded.AUDIT_HMAC_KEY) >= 32
     assert loaded.AUDIT_HMAC_KEY != loaded.SECRET_KEY
@@ -165,8 +176,8 @@ def _manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
     )
 
 
-@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "AUDIT_HMAC_KEY"])
-def test_production_refuses_to_start_without_a_key(tmp_path, missing):
+@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "AUDIT_HMAC_KEY", "DJANGO_ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without_a_required_variable(tmp_path, missing):
     env = _production_env()
     del env[missing]
     result = _manage(tmp_path, "check", **env)
