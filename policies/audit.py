@@ -16,10 +16,11 @@ from datetime import UTC
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from policies.models import AuditEntry, AuditHead
+from policies.models import AuditEntry, AuditHead, audit_writes
 
 GENESIS_HASH = "0" * 64
 
@@ -82,10 +83,17 @@ def _locked_head() -> AuditHead:
     mode (settings) already holds the database's write lock.
     """
     key = settings.AUDIT_HMAC_KEY
-    kid = key_id_for(key)
-    genesis = AuditHead(count=0, last_hash=GENESIS_HASH, key_id=kid)
-    genesis.head_hmac = _mac(key, _head_payload(genesis))
-    AuditHead.objects.bulk_create([genesis], ignore_conflicts=True)
+    genesis = AuditHead(count=0, last_hash=GENESIS_HASH, key_id=key_id_for(key))
+    with audit_writes():
+        AuditHead.objects.get_or_create(
+            pk=1,
+            defaults={
+                "count": 0,
+                "last_hash": GENESIS_HASH,
+                "key_id": genesis.key_id,
+                "head_hmac": _mac(key, _head_payload(genesis)),
+            },
+        )
     return AuditHead.objects.select_for_update().get(pk=1)
 
 
@@ -100,6 +108,12 @@ def append(**fields: Any) -> AuditEntry:
         raise RuntimeError("audit.append must run inside the change's transaction")
     head = _locked_head()
     key = settings.AUDIT_HMAC_KEY
+    if head.key_id not in _keys():
+        # Another process already writes with a newer key: this one must not fork the keys.
+        raise ImproperlyConfigured(
+            "The audit log's head is signed with a key this process does not know: the audit "
+            "key was rotated. Restart this process with the new AUDIT_HMAC_KEY."
+        )
     entry = AuditEntry(
         seq=head.count + 1,
         created_at=timezone.now(),
@@ -112,13 +126,15 @@ def append(**fields: Any) -> AuditEntry:
         },
     )
     entry.entry_hash = _mac(key, entry_content(entry))
-    entry.save(_append=True)
+    with audit_writes():
+        entry.save(force_insert=True)
     stored = AuditEntry.objects.get(pk=entry.pk)
     if not hmac.compare_digest(_mac(key, entry_content(stored)), entry.entry_hash):
         raise RuntimeError("audit entry changed on its way through the database; refusing it")
     head.count, head.last_hash, head.key_id = entry.seq, entry.entry_hash, entry.key_id
     head.head_hmac = _mac(key, _head_payload(head))
-    head.save()
+    with audit_writes():
+        head.save()
     return stored
 
 
@@ -147,9 +163,13 @@ def _check_entry(
     return ""
 
 
-def _check_head(head: AuditHead | None, count: int, last_hash: str, keys: dict[str, str]) -> str:
+def _check_head(
+    head: AuditHead | None, count: int, last_hash: str, last_key_id: str, keys: dict[str, str]
+) -> str:
     if head is None:
         return "the chain head is missing (was the log wiped?)"
+    if count and head.key_id != last_key_id:
+        return "the chain head is not signed with the key of the last entry"
     key = keys.get(head.key_id)
     if key is None or not hmac.compare_digest(_mac(key, _head_payload(head)), head.head_hmac):
         return "the chain head was altered"
@@ -171,15 +191,15 @@ def verify(expect_head: str | None = None) -> VerifyResult:
     keys = _keys()
     current = key_id_for(settings.AUDIT_HMAC_KEY)
     retired: set[str] = set()
-    prev_hash, count = GENESIS_HASH, 0
+    prev_hash, count, last_key_id = GENESIS_HASH, 0, ""
     for entry in AuditEntry.objects.order_by("seq").iterator(chunk_size=500):
         if problem := _check_entry(entry, count + 1, prev_hash, keys, retired):
             return VerifyResult(False, count, prev_hash, problem)
         if entry.key_id == current:
             retired = set(keys) - {current}
-        prev_hash, count = entry.entry_hash, count + 1
+        prev_hash, count, last_key_id = entry.entry_hash, count + 1, entry.key_id
     head = AuditHead.objects.filter(pk=1).first()
-    if problem := _check_head(head, count, prev_hash, keys):
+    if problem := _check_head(head, count, prev_hash, last_key_id, keys):
         return VerifyResult(False, count, prev_hash, problem)
     if expect_head and not hmac.compare_digest(expect_head, prev_hash):
         return VerifyResult(

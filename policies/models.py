@@ -26,52 +26,58 @@ GIB = 1024 * MIB
 MAX_FILE_SIZE_BYTES = 5 * GIB
 
 _service_write = ContextVar("policies_service_write", default=False)
+_audit_write = ContextVar("policies_audit_write", default=False)
 
 
 @contextmanager
-def service_writes():
-    """Marks the code inside as a service, the only place allowed to write policies and rules."""
-    token = _service_write.set(True)
+def _open(guard: ContextVar[bool]):
+    token = guard.set(True)
     try:
         yield
     finally:
-        _service_write.reset(token)
+        guard.reset(token)
+
+
+def service_writes():
+    """Marks the code inside as a service, the only place allowed to write policies and rules."""
+    return _open(_service_write)
+
+
+def audit_writes():
+    """Marks the code inside as policies.audit, the only place that appends to the audit log."""
+    return _open(_audit_write)
 
 
 class WriteRefused(Exception):
-    """A write that skipped the services (and so would skip the audit log)."""
+    """A write that skipped the services or the audit module (and so the audit chain)."""
 
 
-class ServiceOnlyQuerySet(models.QuerySet):
-    def bulk_create(self, *args, **kwargs):
+class GuardedQuerySet(models.QuerySet):
+    """Bulk writes send no signals and skip the guards below, so they are refused outright."""
+
+    def _refuse(self, operation: str):
         raise WriteRefused(
-            f"bulk_create() of {self.model.__name__} would skip the audit log; "
-            "create each object through policies.services."
+            f"{operation} of {self.model.__name__} would skip the audit log; "
+            "write each object through policies.services."
         )
+
+    def bulk_create(self, *args, **kwargs):
+        self._refuse("bulk_create()")
 
     def bulk_update(self, *args, **kwargs):
-        raise WriteRefused(
-            f"bulk_update() of {self.model.__name__} would skip the audit log; "
-            "change each object through policies.services."
-        )
+        self._refuse("bulk_update()")
 
     def update(self, **kwargs):
-        raise WriteRefused(
-            f"Bulk update() of {self.model.__name__} would skip the audit log; "
-            "change each object through policies.services."
-        )
+        self._refuse("Bulk update()")
 
     def delete(self):
-        raise WriteRefused(
-            f"Bulk delete() of {self.model.__name__} would skip the audit log; "
-            "delete each object through policies.services."
-        )
+        self._refuse("Bulk delete()")
 
 
 class ServiceOnlyModel(models.Model):
-    """Written only inside `service_writes()`: see `refuse_writes_outside_services` below."""
+    """Written only inside `service_writes()`: see the guards at the end of this module."""
 
-    objects = ServiceOnlyQuerySet.as_manager()
+    objects = GuardedQuerySet.as_manager()
 
     class Meta:
         abstract = True
@@ -536,14 +542,6 @@ class AuditAction(models.TextChoices):
     IMPORT = "import", "Import"
 
 
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise WriteRefused("The audit log is append-only.")
-
-    def delete(self):
-        raise WriteRefused("The audit log is append-only.")
-
-
 class AuditEntry(models.Model):
     """One change to a policy or rule. Rows are only ever added; `entry_hash` chains them."""
 
@@ -570,7 +568,7 @@ class AuditEntry(models.Model):
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
 
-    objects = AppendOnlyQuerySet.as_manager()
+    objects = GuardedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-seq"]
@@ -586,15 +584,6 @@ class AuditEntry(models.Model):
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.object_type} {self.object_repr}"
 
-    def save(self, *args, **kwargs):
-        if self.pk is not None or not kwargs.pop("_append", False):
-            raise WriteRefused("Audit entries are appended by policies.audit only, never changed.")
-        kwargs["force_insert"] = True
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise WriteRefused("The audit log is append-only.")
-
 
 class AuditHead(models.Model):
     """The chain's head (one row): how many entries and the last hash, under its own HMAC."""
@@ -605,6 +594,8 @@ class AuditHead(models.Model):
     key_id = models.CharField(max_length=32)
     head_hmac = models.CharField(max_length=64)
 
+    objects = GuardedQuerySet.as_manager()
+
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(id=1), name="audit_head_single")]
 
@@ -612,8 +603,10 @@ class AuditHead(models.Model):
         return f"audit head: {self.count} entries"
 
 
-def refuse_writes_outside_services(sender, instance, **kwargs) -> None:
-    """pre_save/pre_delete guard: also catches loaddata's raw saves, which bypass save()."""
+# The guards. Signals, because loaddata's raw saves bypass save() but still send pre_save.
+
+
+def _refuse_outside_services(sender, instance, **kwargs) -> None:
     if not _service_write.get():
         raise WriteRefused(
             f"{sender.__name__} is written through policies.services only, so every change "
@@ -621,8 +614,19 @@ def refuse_writes_outside_services(sender, instance, **kwargs) -> None:
         )
 
 
+def _refuse_audit_rewrite(sender, instance, **kwargs) -> None:
+    appending = _audit_write.get() and (sender is AuditHead or instance._state.adding)
+    if not appending:
+        raise WriteRefused("The audit log is append-only: entries are never changed or removed.")
+
+
+def _refuse_audit_delete(sender, instance, **kwargs) -> None:
+    raise WriteRefused("The audit log is append-only: entries are never changed or removed.")
+
+
 for _model in (UploadPolicy, HeaderRule):
-    pre_save.connect(refuse_writes_outside_services, sender=_model, dispatch_uid=f"guard-{_model}")
-    pre_delete.connect(
-        refuse_writes_outside_services, sender=_model, dispatch_uid=f"guard-del-{_model}"
-    )
+    pre_save.connect(_refuse_outside_services, sender=_model, dispatch_uid=f"guard-{_model}")
+    pre_delete.connect(_refuse_outside_services, sender=_model, dispatch_uid=f"guard-d-{_model}")
+for _model in (AuditEntry, AuditHead):
+    pre_save.connect(_refuse_audit_rewrite, sender=_model, dispatch_uid=f"guard-{_model}")
+    pre_delete.connect(_refuse_audit_delete, sender=_model, dispatch_uid=f"guard-d-{_model}")

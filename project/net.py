@@ -9,13 +9,16 @@ from django.http import HttpRequest
 
 
 def _valid_ip(value: str) -> str | None:
-    """The address in one normal form (IPv4-mapped IPv6 unpacked), as the database stores it."""
+    """The address in one normal form (IPv4-mapped unpacked, no zone), as the database stores it."""
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        if address.scope_id:  # fe80::1%eth0: the zone means nothing off this host
+            return str(ipaddress.IPv6Address(str(address).split("%", 1)[0]))
     return str(address)
 
 

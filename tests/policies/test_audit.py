@@ -6,11 +6,12 @@ import itertools
 import threading
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
-from policies import services
-from policies.models import AuditEntry, UploadPolicy
+from policies import audit, services
+from policies.models import AuditEntry, AuditHead, UploadPolicy
 from project.errors import PolicyConflict
 from tests.policies.test_services import WHY, entries_for, make_policy
 
@@ -271,20 +272,61 @@ def test_audit_verify_fails_when_a_rule_appears_without_an_entry(actor):
     assert "header rule renamed differs" in verify_fails()
 
 
-def test_a_retired_key_cannot_sign_entries_after_the_rotation(actor, settings):
-    old_key = settings.AUDIT_HMAC_KEY
-    new_key = "rotated-audit-key-" + "z" * 40
-    make_policy(actor)  # signed with the old key
-    settings.AUDIT_HMAC_KEY, settings.AUDIT_HMAC_OLD_KEYS = new_key, [old_key]
+OLD_KEY = "test-audit-key-" + "y" * 40  # tests/settings.py
+NEW_KEY = "rotated-audit-key-" + "z" * 40
+
+
+def rotate(settings, actor) -> UploadPolicy:
+    """An entry under the old key, then the rotation, then an entry under the new key."""
+    make_policy(actor)
+    settings.AUDIT_HMAC_KEY, settings.AUDIT_HMAC_OLD_KEYS = NEW_KEY, [OLD_KEY]
     policy = UploadPolicy.objects.get(slug="avatars")
-    services.policy_update(policy=policy, changes={"title": "A"}, version=1, actor=actor, **WHY)
+    return services.policy_update(
+        policy=policy, changes={"title": "A"}, version=1, actor=actor, **WHY
+    )
+
+
+def test_a_process_still_on_the_old_key_cannot_append_after_the_rotation(actor, settings):
+    policy = rotate(settings, actor)
+    settings.AUDIT_HMAC_KEY, settings.AUDIT_HMAC_OLD_KEYS = OLD_KEY, []
+    with pytest.raises(ImproperlyConfigured, match="rotated"):
+        services.policy_update(policy=policy, changes={"title": "B"}, version=2, actor=actor, **WHY)
+    assert UploadPolicy.objects.get(slug="avatars").title == "A"
+
+
+def test_a_retired_key_cannot_sign_entries_after_the_rotation(actor, settings, monkeypatch):
+    policy = rotate(settings, actor)
     assert "intact" in verify()
-    # Someone who kept the retired key appends a change signed with it...
-    settings.AUDIT_HMAC_KEY, settings.AUDIT_HMAC_OLD_KEYS = old_key, []
-    services.policy_update(policy=policy, changes={"title": "B"}, version=2, actor=actor, **WHY)
+    # Someone who kept the retired key signs a change with it (bypassing the process check)...
+    settings.AUDIT_HMAC_KEY = OLD_KEY
+    both = {audit.key_id_for(k): k for k in (OLD_KEY, NEW_KEY)}
+    with monkeypatch.context() as patch:
+        patch.setattr(audit, "_keys", lambda: both)
+        services.policy_update(policy=policy, changes={"title": "B"}, version=2, actor=actor, **WHY)
     # ...and the real configuration refuses it.
-    settings.AUDIT_HMAC_KEY, settings.AUDIT_HMAC_OLD_KEYS = new_key, [old_key]
+    settings.AUDIT_HMAC_KEY = NEW_KEY
     assert "retired key" in verify_fails()
+
+
+def test_a_retired_key_cannot_re_sign_a_truncated_head(actor, settings):
+    policy = rotate(settings, actor)
+    services.policy_update(policy=policy, changes={"title": "B"}, version=2, actor=actor, **WHY)
+    entries = list(AuditEntry.objects.order_by("seq"))
+    previous = entries[-2]  # signed with the new key, like the newest one being removed
+    assert previous.key_id == audit.key_id_for(NEW_KEY)
+    raw("DELETE FROM policies_auditentry WHERE seq = %s", entries[-1].seq)
+    forged = AuditHead(
+        count=previous.seq, last_hash=previous.entry_hash, key_id=audit.key_id_for(OLD_KEY)
+    )
+    payload = {"count": forged.count, "last_hash": forged.last_hash, "key_id": forged.key_id}
+    raw(
+        "UPDATE policies_audithead SET count = %s, last_hash = %s, key_id = %s, head_hmac = %s",
+        forged.count,
+        forged.last_hash,
+        forged.key_id,
+        audit._mac(OLD_KEY, payload),
+    )
+    assert "not signed with the key of the last entry" in verify_fails()
 
 
 def test_ipv4_mapped_client_addresses_are_recorded_plainly(actor, rf, editor):

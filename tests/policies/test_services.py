@@ -208,14 +208,15 @@ def test_loaddata_cannot_change_a_policy_behind_the_audit_log(default_policy, tm
 def test_audit_entries_cannot_be_changed_or_deleted(actor):
     entry = entries_for(make_policy(actor))[0]
     entry.reason = "rewritten"
-    with pytest.raises(WriteRefused):
-        entry.save()
-    with pytest.raises(WriteRefused):
-        entry.delete()
-    with pytest.raises(WriteRefused):
-        AuditEntry.objects.filter(pk=entry.pk).update(reason="rewritten")
-    with pytest.raises(WriteRefused):
-        AuditEntry.objects.all().delete()
+    attempts = [
+        entry.save,
+        entry.delete,
+        lambda: AuditEntry.objects.filter(pk=entry.pk).update(reason="rewritten"),
+        lambda: AuditEntry.objects.all().delete(),
+    ]
+    for attempt in attempts:
+        with pytest.raises(WriteRefused), transaction.atomic():
+            attempt()
     assert AuditEntry.objects.get(pk=entry.pk).reason == WHY["reason"]
 
 
@@ -288,3 +289,34 @@ def test_the_database_refuses_out_of_range_values_too(default_policy):
             "UPDATE policies_uploadpolicy SET max_files_per_request = 1000 WHERE slug = 'default'"
         )
     assert UploadPolicy.objects.get(slug="default").max_files_per_request == 1
+
+
+def test_the_audit_log_cannot_be_rewritten_through_the_orm(actor, tmp_path):
+    from policies.models import AuditHead
+
+    entry = entries_for(make_policy(actor))[0]
+    fixture = tmp_path / "rewrite.json"
+    fixture.write_text(
+        json.dumps([{"model": "policies.auditentry", "pk": entry.pk, "fields": {"reason": "x"}}])
+    )
+    attempts = [
+        lambda: call_command("loaddata", str(fixture), verbosity=0),
+        lambda: AuditEntry.objects.bulk_create([AuditEntry(seq=999)]),
+        lambda: AuditEntry.objects.bulk_update([entry], ["reason"]),
+        lambda: AuditHead.objects.get(pk=1).save(),
+        lambda: AuditHead.objects.update(count=0),
+        lambda: AuditHead.objects.get(pk=1).delete(),
+    ]
+    for attempt in attempts:
+        with pytest.raises(WriteRefused), transaction.atomic():
+            attempt()
+    assert AuditEntry.objects.get(pk=entry.pk).reason == WHY["reason"]
+
+
+def test_drift_ignores_fields_added_to_the_model_after_an_entry():
+    from policies.integrity import _recorded_fields_differ
+
+    assert _recorded_fields_differ({"title": "A"}, {"title": "A", "new_field": 1}) == []
+    assert _recorded_fields_differ({"title": "A", "version": 1}, {"title": "B", "version": 2}) == [
+        "title"
+    ]

@@ -77,10 +77,16 @@ _HOP = st.one_of(
 
 
 def _valid(hop: str) -> str | None:
+    """The address a hop names, in the form the database keeps (IPv4 unmapped, no zone)."""
     try:
-        return str(ipaddress.ip_address(hop.strip()))
+        address = ipaddress.ip_address(hop.strip())
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(address).split("%", 1)[0]
+    return str(address)
 
 
 @given(
@@ -98,3 +104,12 @@ def test_client_ip_never_raises_and_never_invents_an_address(hops, junk, count):
     entries = [part for part in xff.split(",") if part.strip()]
     if result != REMOTE:
         assert result == _valid(entries[-count])
+
+
+def test_a_zoned_ipv6_address_loses_its_zone():
+    from django.test import RequestFactory
+
+    from project.net import client_ip
+
+    request = RequestFactory().get("/", REMOTE_ADDR="fe80::1%eth0")
+    assert client_ip(request) == "fe80::1"
