@@ -603,6 +603,33 @@ class AuditHead(models.Model):
         return f"audit head: {self.count} entries"
 
 
+class CspReport(models.Model):
+    """Browser CSP violation reports, counted per (document path, directive, blocked URI).
+
+    Distinct rows are capped by a setting; past the cap, reports are counted in one overflow row.
+    """
+
+    document_path = models.CharField(max_length=500)
+    directive = models.CharField(max_length=100)
+    blocked_uri = models.CharField(max_length=500)
+    is_overflow = models.BooleanField(default=False)
+    count = models.PositiveBigIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        verbose_name = "CSP report"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document_path", "directive", "blocked_uri"], name="csp_report_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.directive} on {self.document_path}: {self.blocked_uri} ({self.count})"
+
+
 # The guards. Signals, because loaddata's raw saves bypass save() but still send pre_save.
 
 

@@ -1,4 +1,7 @@
-"""Defaults seeded after every migrate, through the services so they are audited as `system`."""
+"""Defaults seeded after migrate, through the services so they are audited as `system`.
+
+Each default is created once: an admin's later change or delete is respected.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from policies.models import MIB, AuditEntry, UploadPolicy
-from policies.services import Actor, policy_create
+from policies.presets import seeded_rules
+from policies.services import Actor, policy_create, rule_create
 
 DEFAULT_POLICY: dict[str, Any] = {
     "slug": "default",
@@ -35,20 +39,16 @@ DEFAULT_POLICY: dict[str, Any] = {
 }
 
 
-def _ever_seeded(using: str) -> bool:
-    """True once the default policy has existed: an admin's later delete is respected."""
-    return (
-        AuditEntry.objects.using(using)
-        .filter(object_type="upload_policy", object_repr="default")
-        .exists()
-    )
+def _ever_existed(using: str, object_type: str, key: str) -> bool:
+    """True once the object has existed: an admin's later delete is respected."""
+    return AuditEntry.objects.using(using).filter(object_type=object_type, object_repr=key).exists()
 
 
 def seed_defaults(sender: Any = None, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-    """post_migrate handler: create what is missing, never touch what an admin changed."""
+    """post_migrate handler: create what never existed, never touch what an admin changed."""
     if UploadPolicy._meta.db_table not in connections[using].introspection.table_names():
         return  # migrated backwards past the policies tables
-    if not _ever_seeded(using):
+    if not _ever_existed(using, "upload_policy", "default"):
         policy_create(
             data=DEFAULT_POLICY,
             actor=Actor.system(),
@@ -56,3 +56,12 @@ def seed_defaults(sender: Any = None, using: str = DEFAULT_DB_ALIAS, **kwargs: A
             rollback_note="Edit or disable the policy. Once deleted, migrate leaves it deleted; "
             "roll back the delete to restore it.",
         )
+    for rule in seeded_rules():
+        if not _ever_existed(using, "header_rule", rule["name"]):
+            rule_create(
+                data=rule,
+                actor=Actor.system(),
+                reason=f"Seed the default header rule {rule['name']}.",
+                rollback_note="Edit or disable the rule; `manage.py headers_reset` restores "
+                "the seeded rules.",
+            )

@@ -15,6 +15,7 @@ from django.db.models import ProtectedError
 from django.http import HttpRequest
 
 from policies import audit
+from policies.headers import bump_stamp
 from policies.models import AuditAction, AuditEntry, HeaderRule, UploadPolicy, service_writes
 from project.errors import PolicyConflict
 from project.middleware import current_request_id
@@ -142,6 +143,8 @@ def _record(
     rollback_note: str,
     rolls_back: AuditEntry | None = None,
 ) -> AuditEntry:
+    if kind is RULE:
+        transaction.on_commit(bump_stamp)  # every process reloads its rules within a second
     return audit.append(
         actor=actor.label,
         actor_user=actor.user,
@@ -424,3 +427,42 @@ def change_rollback(
             rollback_note=note,
             rolls_back=entry,
         )
+
+
+def headers_reset(*, actor: Actor, reason: str) -> list[AuditEntry]:
+    """Put the seeded rules back as seeded and disable every other rule, each change audited."""
+    from policies.presets import seeded_rules
+
+    note = "Roll back these entries (newest first) to return to the rules before the reset."
+    entries_before = AuditEntry.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    seeded = {rule["name"]: rule for rule in seeded_rules()}
+    with transaction.atomic():
+        for name, data in seeded.items():
+            rule = HeaderRule.objects.filter(name=name).first()
+            defaults = {f: HeaderRule._meta.get_field(f).get_default() for f in _rule_fields()}
+            wanted = {**defaults, **data, "enabled": True, "mode": "enforce"}
+            if rule is None:
+                rule_create(data=wanted, actor=actor, reason=reason, rollback_note=note)
+            else:
+                rule_update(
+                    rule=rule,
+                    changes=wanted,
+                    version=rule.version,
+                    actor=actor,
+                    reason=reason,
+                    rollback_note=note,
+                )
+        for rule in HeaderRule.objects.filter(enabled=True).exclude(name__in=seeded):
+            rule_update(
+                rule=rule,
+                changes={"enabled": False},
+                version=rule.version,
+                actor=actor,
+                reason=reason,
+                rollback_note=note,
+            )
+    return list(AuditEntry.objects.filter(seq__gt=entries_before).order_by("seq"))
+
+
+def _rule_fields() -> list[str]:
+    return [f.name for f in HeaderRule._meta.concrete_fields if f.name not in NOT_EDITABLE]

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "project.middleware.RequestIdMiddleware",
+    # Outside SecurityMiddleware and XFrameOptionsMiddleware, so the header rules win over them.
+    "policies.middleware.RuleHeadersMiddleware",
     # Before host validation and the HTTPS redirect, so a load balancer probing by IP gets its 200.
     "project.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -72,7 +74,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "policies.middleware.RuleCSPMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"

@@ -267,8 +267,8 @@ def test_audit_verify_fails_when_a_policy_is_deleted_behind_the_log(actor):
 
 
 def test_audit_verify_fails_when_a_rule_appears_without_an_entry(actor):
-    services.rule_create(data={"name": "site", "path": "/"}, actor=actor, **WHY)
-    raw("UPDATE policies_headerrule SET name = %s", "renamed")
+    rule = services.rule_create(data={"name": "site", "path": "/"}, actor=actor, **WHY)
+    raw("UPDATE policies_headerrule SET name = %s WHERE id = %s", "renamed", rule.pk)
     assert "header rule renamed differs" in verify_fails()
 
 

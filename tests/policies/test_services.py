@@ -221,7 +221,7 @@ def test_audit_entries_cannot_be_changed_or_deleted(actor):
 
 
 RULE = {
-    "name": "site-wide",
+    "name": "test-rule",
     "match_type": "prefix",
     "path": "/",
     "csp": {"default-src": ["'self'"], "object-src": ["'none'"]},
@@ -259,7 +259,7 @@ def test_rule_values_are_validated(actor, field, value, fragment):
     with pytest.raises(ValidationError) as caught:
         services.rule_create(data={**RULE, field: value}, actor=actor, **WHY)
     assert fragment in " ".join(caught.value.message_dict[field])
-    assert not HeaderRule.objects.exists()
+    assert not HeaderRule.objects.filter(name="test-rule").exists()
 
 
 def test_range_errors_speak_in_units_an_admin_reads(actor):

@@ -1,0 +1,323 @@
+"""Header rules compiled into what each response gets, and the per-process cache of them.
+
+One resolution serves the middleware, the admin preview and `headers_preview`, so the preview is
+exactly what is sent. Precedence (DESIGN.md): enabled rules whose host (if set) and path match;
+higher priority first, then exact before prefix (longer first) before regex; for each header the
+first rule that sets it wins. A report-only rule never displaces an enforced header: CSP and
+Permissions-Policy go out as their -Report-Only headers, the others are only previewed and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from django.core.cache import cache
+
+from policies.models import HeaderRule, Mode, PathMatch
+
+logger = logging.getLogger("portcullis.headers")
+
+STAMP_KEY = "portcullis:header-rules:stamp"
+STAMP_CHECK_SECONDS = 1.0
+
+CSP = "Content-Security-Policy"
+CSP_REPORT_ONLY = "Content-Security-Policy-Report-Only"
+PERMISSIONS_POLICY = "Permissions-Policy"
+PERMISSIONS_POLICY_REPORT_ONLY = "Permissions-Policy-Report-Only"
+HSTS = "Strict-Transport-Security"
+CACHE_CONTROL = "Cache-Control"
+
+_MATCH_RANK = {PathMatch.EXACT: 0, PathMatch.PREFIX: 1, PathMatch.REGEX: 2}
+# Headers with a report-only twin; the others are rehearsed in the preview and the log only.
+_REPORT_ONLY_TWIN = {CSP: CSP_REPORT_ONLY, PERMISSIONS_POLICY: PERMISSIONS_POLICY_REPORT_ONLY}
+
+
+def csp_value(directives: dict[str, list[str]]) -> str:
+    """The header value of stored CSP directives (no nonce: that is added per request)."""
+    parts = [f"{name} {' '.join(sources)}".strip() for name, sources in directives.items()]
+    return "; ".join(parts)
+
+
+def _permissions_item(item: str) -> str:
+    return item if item in ("*", "self", "src") else f'"{item}"'
+
+
+def permissions_policy_value(features: dict[str, list[str]]) -> str:
+    def allowlist(items: list[str]) -> str:
+        if items == ["*"]:
+            return "*"
+        return "(" + " ".join(_permissions_item(i) for i in items) + ")"
+
+    return ", ".join(f"{feature}={allowlist(items)}" for feature, items in features.items())
+
+
+def hsts_value(rule: HeaderRule) -> str:
+    value = f"max-age={rule.hsts_max_age}"
+    if rule.hsts_include_subdomains:
+        value += "; includeSubDomains"
+    if rule.hsts_preload:
+        value += "; preload"
+    return value
+
+
+def rule_headers(rule: HeaderRule) -> dict[str, str]:
+    """Every header a rule sets, name to value, CSP included (without its nonce)."""
+    headers = {}
+    if rule.csp:
+        headers[CSP] = csp_value(rule.csp)
+    if rule.hsts_max_age is not None:
+        headers[HSTS] = hsts_value(rule)
+    simple = {
+        "X-Frame-Options": rule.x_frame_options,
+        "Referrer-Policy": rule.referrer_policy,
+        "Cross-Origin-Opener-Policy": rule.cross_origin_opener_policy,
+        "Cross-Origin-Embedder-Policy": rule.cross_origin_embedder_policy,
+        "Cross-Origin-Resource-Policy": rule.cross_origin_resource_policy,
+        "X-Content-Type-Options": "nosniff" if rule.x_content_type_options_nosniff else "",
+        CACHE_CONTROL: rule.cache_control,
+        "X-Permitted-Cross-Domain-Policies": rule.x_permitted_cross_domain_policies,
+    }
+    headers.update({name: value for name, value in simple.items() if value})
+    if rule.permissions_policy:
+        headers[PERMISSIONS_POLICY] = permissions_policy_value(rule.permissions_policy)
+    if rule.reporting_endpoints:
+        headers["Reporting-Endpoints"] = ", ".join(
+            f'{name}="{url}"' for name, url in rule.reporting_endpoints.items()
+        )
+    headers.update(rule.custom_headers)
+    return headers
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    name: str
+    priority: int
+    match_type: str
+    path: str
+    host: str
+    report_only: bool
+    headers: dict[str, str]
+    csp: dict[str, list[str]]
+    remove: tuple[str, ...]
+    pattern: re.Pattern | None = None
+
+    @classmethod
+    def from_rule(cls, rule: HeaderRule) -> CompiledRule:
+        return cls(
+            name=rule.name,
+            priority=rule.priority,
+            match_type=rule.match_type,
+            path=rule.path,
+            host=rule.host.lower(),
+            report_only=rule.mode == Mode.REPORT_ONLY,
+            headers=rule_headers(rule),
+            csp=dict(rule.csp),
+            remove=tuple(rule.remove_headers),
+            pattern=re.compile(rule.path) if rule.match_type == PathMatch.REGEX else None,
+        )
+
+    @property
+    def precedence(self) -> tuple:
+        return (-self.priority, _MATCH_RANK[self.match_type], -len(self.path), self.name)
+
+    def matches(self, host: str, path: str) -> bool:
+        if self.host and self.host != host:
+            return False
+        if self.match_type == PathMatch.EXACT:
+            return path == self.path
+        if self.match_type == PathMatch.PREFIX:
+            return path.startswith(self.path)
+        return self.pattern.search(path) is not None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One header for one path: its value, the rule that set it, and how it goes out."""
+
+    header: str
+    value: str
+    rule: str
+    report_only: bool = False
+
+    @property
+    def sent_as(self) -> str | None:
+        """The header name on the wire, or None for a rehearsal that is only previewed."""
+        if not self.report_only:
+            return self.header
+        return _REPORT_ONLY_TWIN.get(self.header)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    decisions: tuple[Decision, ...]
+    csp: dict[str, list[str]] | None = None
+    csp_report_only: dict[str, list[str]] | None = None
+    remove: frozenset[str] = field(default_factory=frozenset)
+
+    def enforced(self) -> dict[str, Decision]:
+        return {d.header: d for d in self.decisions if not d.report_only}
+
+
+def _resolve(rules: Iterable[CompiledRule]) -> Resolution:
+    enforced: dict[str, tuple[str, CompiledRule]] = {}
+    rehearsed: dict[str, tuple[str, CompiledRule]] = {}
+    removed: set[str] = set()
+    for rule in rules:
+        chosen = rehearsed if rule.report_only else enforced
+        for header, value in rule.headers.items():
+            chosen.setdefault(header, (value, rule))
+        if not rule.report_only:
+            removed.update(h.lower() for h in rule.remove)
+    decisions = [Decision(h, v, r.name) for h, (v, r) in enforced.items()]
+    decisions += [Decision(h, v, r.name, report_only=True) for h, (v, r) in rehearsed.items()]
+    set_headers = {h.lower() for h in enforced}
+    return Resolution(
+        decisions=tuple(decisions),
+        csp=enforced[CSP][1].csp if CSP in enforced else None,
+        csp_report_only=rehearsed[CSP][1].csp if CSP in rehearsed else None,
+        remove=frozenset(removed - set_headers),
+    )
+
+
+class RuleSet:
+    """The enabled rules, compiled and sorted once; resolutions cached per (host, path)."""
+
+    def __init__(self, rules: Iterable[HeaderRule]) -> None:
+        compiled = [CompiledRule.from_rule(rule) for rule in rules if rule.enabled]
+        self.rules = tuple(sorted(compiled, key=lambda r: r.precedence))
+        self.resolve = lru_cache(maxsize=4096)(self._resolve_uncached)
+
+    def _resolve_uncached(self, host: str, path: str) -> Resolution:
+        resolution = _resolve(rule for rule in self.rules if rule.matches(host, path))
+        for decision in resolution.decisions:
+            if decision.report_only and decision.sent_as is None:
+                # Cached per (host, path) and rule set, so this logs once per path and change.
+                logger.info(
+                    "rehearsal: rule %s would set %s: %s on %s",
+                    decision.rule,
+                    decision.header,
+                    decision.value,
+                    path,
+                )
+        return resolution
+
+    @classmethod
+    def load(cls) -> RuleSet:
+        return cls(HeaderRule.objects.filter(enabled=True))
+
+
+def bump_stamp() -> None:
+    """Tell every process the rules changed (services call this on commit)."""
+    cache.set(STAMP_KEY, uuid.uuid4().hex, timeout=None)
+
+
+class RuleSetCache:
+    """Per-process compiled rules, re-checked against the shared stamp at most once a second."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: RuleSet | None = None
+        self._stamp: str | None = None
+        self._checked_at = 0.0
+
+    def get(self) -> RuleSet:
+        now = time.monotonic()
+        if self._rules is not None and now - self._checked_at < STAMP_CHECK_SECONDS:
+            return self._rules
+        with self._lock:
+            if self._rules is None or now - self._checked_at >= STAMP_CHECK_SECONDS:
+                self._refresh(now)
+            return self._rules
+
+    def _refresh(self, now: float) -> None:
+        stamp = cache.get(STAMP_KEY)
+        if stamp is None:  # evicted or never set: agree on one, so processes stop reloading
+            cache.add(STAMP_KEY, uuid.uuid4().hex, timeout=None)
+            stamp = cache.get(STAMP_KEY)
+        if self._rules is None or stamp != self._stamp:
+            self._rules = RuleSet.load()  # read after the stamp, so a change mid-load reloads
+            self._stamp = stamp
+        self._checked_at = now
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules, self._stamp, self._checked_at = None, None, 0.0
+
+
+rule_sets = RuleSetCache()
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    header: str
+    value: str
+    source: str  # the rule's name, or "settings" for Django's static floor
+    note: str = ""
+
+
+def _settings_floor(secure: bool) -> dict[str, str]:
+    """What Django's SecurityMiddleware and XFrameOptionsMiddleware send when no rule does."""
+    from csp.utils import build_policy
+    from django.conf import settings
+
+    floor = {
+        "X-Frame-Options": settings.X_FRAME_OPTIONS,
+        "X-Content-Type-Options": "nosniff" if settings.SECURE_CONTENT_TYPE_NOSNIFF else "",
+        "Referrer-Policy": settings.SECURE_REFERRER_POLICY or "",
+        "Cross-Origin-Opener-Policy": settings.SECURE_CROSS_ORIGIN_OPENER_POLICY or "",
+        CSP: build_policy(),
+    }
+    if secure and settings.SECURE_HSTS_SECONDS:
+        floor[HSTS] = (
+            f"max-age={settings.SECURE_HSTS_SECONDS}"
+            + ("; includeSubDomains" if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else "")
+            + ("; preload" if settings.SECURE_HSTS_PRELOAD else "")
+        )
+    return {header: value for header, value in floor.items() if value}
+
+
+def _enforced_rows(resolution: Resolution, secure: bool, authenticated: bool) -> list[PreviewRow]:
+    rows = []
+    for header, decision in resolution.enforced().items():
+        note = ""
+        if header == HSTS and not secure:
+            note = "not sent: HTTPS only"
+        elif header == CACHE_CONTROL and not authenticated:
+            note = "not sent: signed-in users only"
+        elif header == CSP:
+            note = "plus the page's nonce in script-src/style-src when it uses one"
+        rows.append(PreviewRow(header, decision.value, decision.rule, note))
+    return rows
+
+
+def _title(header: str) -> str:
+    return "-".join(part.capitalize() for part in header.split("-"))
+
+
+def preview(
+    path: str, host: str = "", *, secure: bool = True, authenticated: bool = False
+) -> list[PreviewRow]:
+    """Every header a response on `path` gets, and what set it: the rules as saved now."""
+    resolution = RuleSet.load().resolve(host.lower(), path)
+    rows = _enforced_rows(resolution, secure, authenticated)
+    for decision in resolution.decisions:
+        if decision.report_only:
+            note = (
+                "report-only" if decision.sent_as else "rehearsal: shown here and logged, not sent"
+            )
+            rows.append(
+                PreviewRow(decision.sent_as or decision.header, decision.value, decision.rule, note)
+            )
+    set_by_rules = {row.header for row in rows}
+    for header, value in _settings_floor(secure).items():
+        if header not in set_by_rules and header.lower() not in resolution.remove:
+            rows.append(PreviewRow(header, value, "settings", "no rule sets it"))
+    rows += [PreviewRow(_title(h), "", "", "removed") for h in sorted(resolution.remove)]
+    return rows
