@@ -43,6 +43,26 @@ FORBIDDEN_HEADERS = frozenset(
     }
 )
 
+# Headers a rule sets through its own fields; a custom header or a removal may not touch them.
+MANAGED_HEADERS = frozenset(
+    {
+        "content-security-policy",
+        "content-security-policy-report-only",
+        "strict-transport-security",
+        "x-frame-options",
+        "referrer-policy",
+        "permissions-policy",
+        "permissions-policy-report-only",
+        "cross-origin-opener-policy",
+        "cross-origin-embedder-policy",
+        "cross-origin-resource-policy",
+        "x-content-type-options",
+        "cache-control",
+        "x-permitted-cross-domain-policies",
+        "reporting-endpoints",
+    }
+)
+
 CSP_FETCH_DIRECTIVES = frozenset(
     {
         "default-src",
@@ -160,6 +180,16 @@ def validate_header_name(name: str) -> None:
         raise ValidationError(
             f"{name} controls framing, cookies or routing and cannot be set or removed by a rule.",
             code="header_forbidden",
+        )
+
+
+def validate_unmanaged_header_name(name: str) -> None:
+    """A custom or removed header: a valid name that no rule field already governs."""
+    validate_header_name(name)
+    if name.lower() in MANAGED_HEADERS:
+        raise ValidationError(
+            f"{name} is a security header with its own field in this rule; set it there.",
+            code="header_managed",
         )
 
 
@@ -294,7 +324,7 @@ def validate_custom_headers(headers: object) -> None:
     errors = []
     for name, value in headers.items():
         try:
-            validate_header_name(name)
+            validate_unmanaged_header_name(name)
             validate_header_value(value, label=f"value of {name}")
         except ValidationError as exc:
             errors.extend(exc.messages)
@@ -308,7 +338,7 @@ def validate_remove_headers(names: object) -> None:
     errors = []
     for name in names:
         try:
-            validate_header_name(name)
+            validate_unmanaged_header_name(name)
         except ValidationError as exc:
             errors.extend(exc.messages)
     if errors:

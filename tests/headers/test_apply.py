@@ -1,41 +1,288 @@
-"""The seeded rules reach real responses, over HTTPS as Django sees it."""
+"""The header rules reach real responses, over HTTPS as Django sees it, and layer as designed."""
 
 from __future__ import annotations
 
+import logging
+import re
 from http import HTTPStatus
 
 import pytest
+from django.core.management import call_command
 
+from policies import services
 from policies.headers import preview, rule_sets
+from policies.models import HeaderRule
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.headers.urls")]
+WHY = {"reason": "test", "rollback_note": "delete the rule"}
 
 
 @pytest.fixture(autouse=True)
 def fresh_rules():
+    """Tests change rules inside a transaction that never commits, so no stamp bump: clear."""
     rule_sets.clear()
     yield
     rule_sets.clear()
 
 
-def test_an_html_page_gets_the_seeded_headers(client):
-    response = client.get("/accounts/login/", secure=True)
-    assert response.status_code == HTTPStatus.OK
-    csp = response["Content-Security-Policy"]
-    assert "default-src 'self'" in csp
-    assert "object-src 'none'" in csp
-    assert "frame-ancestors 'none'" in csp
-    assert "'unsafe-inline'" not in csp
+def parse_csp(value: str) -> dict[str, list[str]]:
+    """A serialized policy as CSP Level 3 parses it: directive order does not matter."""
+    directives: dict[str, list[str]] = {}
+    for token in value.split(";"):
+        parts = token.strip().split()
+        if parts:
+            directives.setdefault(parts[0].lower(), parts[1:])
+    return directives
+
+
+def add_rule(actor, **data):
+    rule = services.rule_create(data={"match_type": "prefix", **data}, actor=actor, **WHY)
+    rule_sets.clear()
+    return rule
+
+
+def assert_seeded_site_headers(response, *, csp_fragment="default-src 'self'"):
+    assert csp_fragment in response["Content-Security-Policy"]
     assert response["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
     assert response["Cross-Origin-Opener-Policy"] == "same-origin"
     assert response["Cross-Origin-Resource-Policy"] == "same-origin"
-    assert "camera=()" in response["Permissions-Policy"]
     assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Permitted-Cross-Domain-Policies"] == "none"
+    assert "camera=()" in response["Permissions-Policy"]
+    assert response["Reporting-Endpoints"] == 'csp="/csp-report/"'
 
 
-def test_the_preview_names_the_rule_behind_each_header():
-    rows = {row.header: row for row in preview("/admin/")}
-    assert rows["Content-Security-Policy"].source == "admin"
-    assert rows["Strict-Transport-Security"].source == "site-wide"
+def test_an_html_page_gets_the_seeded_headers(client):
+    response = client.get("/accounts/login/", secure=True)
+    assert response.status_code == HTTPStatus.OK
+    assert_seeded_site_headers(response)
+    csp = response["Content-Security-Policy"]
+    for directive in (
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "report-uri /csp-report/",
+    ):
+        assert directive in csp
+    script_src = re.search(r"script-src ([^;]*)", csp).group(1)
+    assert "'unsafe-inline'" not in script_src
+    assert "'unsafe-eval'" not in script_src
+
+
+def test_a_json_response_gets_them(client):
+    response = client.get("/t/json/", secure=True)
+    assert response["Content-Type"] == "application/json"
+    assert_seeded_site_headers(response)
+
+
+def test_a_redirect_gets_them(client):
+    response = client.get("/admin/", secure=True)
+    assert response.status_code == HTTPStatus.FOUND
+    assert_seeded_site_headers(response)
+
+
+def test_a_404_gets_them(client):
+    response = client.get("/no/such/page/", secure=True)
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert_seeded_site_headers(response)
+
+
+def test_a_download_gets_a_sandboxed_script_free_policy(client):
+    response = client.get("/uploads/0b5f/download/", secure=True)
+    assert parse_csp(response["Content-Security-Policy"]) == {
+        "default-src": ["'none'"],
+        "sandbox": [],
+    }
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_behind_the_proxy_https_is_recognised(client, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    response = client.get("/t/plain/", HTTP_X_FORWARDED_PROTO="https")
+    assert response["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+def test_hsts_is_not_sent_over_plain_http(client):
+    response = client.get("/t/plain/")
+    assert "Strict-Transport-Security" not in response
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_x_powered_by_is_removed():
+    from django.test import Client
+
+    assert "X-Powered-By" not in Client().get("/t/powered/", secure=True)
+
+
+def test_cache_control_applies_to_signed_in_pages_only(client, owner):
+    assert client.get("/t/plain/", secure=True).get("Cache-Control") is None
+    client.force_login(owner)
+    assert client.get("/t/plain/", secure=True)["Cache-Control"] == "no-store"
+
+
+def test_higher_priority_wins_then_exact_then_longer_prefix_then_regex(client, actor):
+    add_rule(
+        actor,
+        name="regex",
+        match_type="regex",
+        path="^/t/",
+        priority=500,
+        custom_headers={"X-Which": "regex"},
+    )
+    assert client.get("/t/plain/")["X-Which"] == "regex"
+    add_rule(actor, name="short", path="/t/", priority=500, custom_headers={"X-Which": "short"})
+    assert client.get("/t/plain/")["X-Which"] == "short"
+    add_rule(actor, name="long", path="/t/pl", priority=500, custom_headers={"X-Which": "long"})
+    assert client.get("/t/plain/")["X-Which"] == "long"
+    add_rule(
+        actor,
+        name="exact",
+        match_type="exact",
+        path="/t/plain/",
+        priority=500,
+        custom_headers={"X-Which": "exact"},
+    )
+    assert client.get("/t/plain/")["X-Which"] == "exact"
+    add_rule(
+        actor,
+        name="top",
+        match_type="regex",
+        path="plain",
+        priority=900,
+        custom_headers={"X-Which": "top"},
+    )
+    assert client.get("/t/plain/")["X-Which"] == "top"
+    assert client.get("/t/json/")["X-Which"] == "short"
+
+
+def test_each_header_comes_from_the_first_rule_that_sets_it(client, actor):
+    add_rule(actor, name="frames", path="/t/", priority=500, x_frame_options="SAMEORIGIN")
+    response = client.get("/t/plain/", secure=True)
+    assert response["X-Frame-Options"] == "SAMEORIGIN"  # from "frames"
+    assert response["Referrer-Policy"] == "same-origin"  # still from "site-wide"
+    rows = {row.header: row.source for row in preview("/t/plain/")}
+    assert rows["X-Frame-Options"] == "frames"
+    assert rows["Referrer-Policy"] == "site-wide"
+
+
+def test_a_rule_for_one_host_applies_to_that_host_only(client, actor, settings):
+    settings.ALLOWED_HOSTS = ["testserver", "uploads.example.com"]
+    add_rule(
+        actor,
+        name="host",
+        path="/",
+        host="uploads.example.com",
+        priority=500,
+        custom_headers={"X-Host-Rule": "1"},
+    )
+    assert client.get("/t/plain/", HTTP_HOST="uploads.example.com:443")["X-Host-Rule"] == "1"
+    assert "X-Host-Rule" not in client.get("/t/plain/")
+
+
+def test_disabled_rules_do_nothing(client, actor):
+    add_rule(
+        actor, name="off", path="/t/", priority=500, enabled=False, custom_headers={"X-Off": "1"}
+    )
+    assert "X-Off" not in client.get("/t/plain/")
+
+
+def test_report_only_csp_goes_out_as_its_report_only_header(client, actor):
+    add_rule(
+        actor,
+        name="rehearse",
+        path="/t/",
+        priority=500,
+        mode="report_only",
+        csp={"default-src": ["'none'"], "report-uri": ["/csp-report/"]},
+    )
+    response = client.get("/t/plain/", secure=True)
+    assert parse_csp(response["Content-Security-Policy-Report-Only"]) == {
+        "default-src": ["'none'"],
+        "report-uri": ["/csp-report/"],
+    }
+    assert "default-src 'self'" in response["Content-Security-Policy"]  # still enforced
+
+
+def test_report_only_permissions_policy_has_its_report_only_header(client, actor):
+    add_rule(
+        actor,
+        name="pp",
+        path="/t/",
+        priority=500,
+        mode="report_only",
+        permissions_policy={"fullscreen": ["self"]},
+    )
+    response = client.get("/t/plain/")
+    assert response["Permissions-Policy-Report-Only"] == "fullscreen=(self)"
+    assert "camera=()" in response["Permissions-Policy"]
+
+
+def test_other_report_only_headers_are_previewed_and_logged_not_sent(client, actor, caplog):
+    add_rule(
+        actor,
+        name="quiet",
+        path="/t/",
+        priority=500,
+        mode="report_only",
+        x_frame_options="SAMEORIGIN",
+        custom_headers={"X-Rehearsed": "1"},
+    )
+    with caplog.at_level(logging.INFO, logger="portcullis.headers"):
+        response = client.get("/t/plain/")
+    assert "X-Rehearsed" not in response
+    assert response["X-Frame-Options"] == "DENY"
+    assert "rule quiet would set X-Rehearsed: 1 on /t/plain/" in caplog.text
+    rows = [r for r in preview("/t/plain/") if r.source == "quiet"]
+    assert {r.header for r in rows} == {"X-Frame-Options", "X-Rehearsed"}
+    assert all("not sent" in r.note for r in rows)
+
+
+def test_the_nonce_in_the_header_is_the_one_in_the_page_and_new_each_time(client):
+    nonces = []
+    for _ in range(2):
+        response = client.get("/t/nonce/", secure=True)
+        page_nonce = re.search(r'nonce="([^"]+)"', response.content.decode()).group(1)
+        script_src = re.search(r"script-src ([^;]*)", response["Content-Security-Policy"])
+        assert f"'nonce-{page_nonce}'" in script_src.group(1).split()
+        nonces.append(page_nonce)
+    assert nonces[0] != nonces[1]
+
+
+def test_a_page_that_reads_no_nonce_gets_none(client):
+    assert "nonce-" not in client.get("/t/plain/", secure=True)["Content-Security-Policy"]
+
+
+def test_per_view_decorators_keep_working(client):
+    updated = parse_csp(client.get("/t/updated/", secure=True)["Content-Security-Policy"])
+    assert updated["img-src"] == ["'self'", "data:", "https://images.example.com"]
+    assert "Content-Security-Policy" not in client.get("/t/exempt/", secure=True)
+
+
+def test_no_query_is_added_for_an_anonymous_request_after_warm_up(
+    client, django_assert_num_queries
+):
+    client.get("/t/plain/", secure=True)  # warm-up: loads and compiles the rules
+    with django_assert_num_queries(0):
+        response = client.get("/t/plain/", secure=True)
+    assert "default-src 'self'" in response["Content-Security-Policy"]
+
+
+def test_headers_reset_restores_the_seeded_rules_and_disables_others(client, actor):
+    site = HeaderRule.objects.get(name="site-wide")
+    services.rule_update(
+        rule=site, changes={"csp": {"default-src": ["*"]}}, version=site.version, actor=actor, **WHY
+    )
+    add_rule(actor, name="lockout", path="/admin/", priority=1000, csp={"default-src": ["'none'"]})
+    call_command("headers_reset", reason="A bad CSP broke the admin", verbosity=0)
+    rule_sets.clear()
+    assert HeaderRule.objects.get(name="site-wide").csp["default-src"] == ["'self'"]
+    assert not HeaderRule.objects.get(name="lockout").enabled
+    response = client.get("/admin/login/", secure=True)
+    assert "default-src 'self'" in response["Content-Security-Policy"]
+    from policies.models import AuditEntry
+
+    last = AuditEntry.objects.order_by("-seq")[:2]
+    assert {e.reason for e in last} == {"A bad CSP broke the admin"}
