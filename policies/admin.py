@@ -7,6 +7,8 @@ the audit trail, and the latest change of an object can be rolled back from ther
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -14,6 +16,7 @@ from typing import Any, ClassVar
 from django.contrib import admin, messages
 from django.contrib.admin.options import csrf_protect_m
 from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.views.main import ERROR_FLAG, ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -21,21 +24,26 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from policies import selectors, services
+from policies import headers, selectors, services
 from policies.forms import (
     BYTE_FIELDS,
     AuditedModelForm,
     BulkDeleteForm,
     DeleteForm,
+    HeaderPreviewForm,
     PolicyForm,
+    RehearsalCopyForm,
     RollbackForm,
     RuleForm,
+    editable_fields,
     readable_messages,
 )
-from policies.models import AuditEntry, HeaderRule, Mode, UploadPolicy
+from policies.models import AuditEntry, CspReport, HeaderRule, Mode, UploadPolicy
+from policies.presets import PRESETS
 from policies.services import KINDS, Actor, Kind
 from policies.units import format_bytes
 from project.errors import PolicyConflict
@@ -545,10 +553,82 @@ class UploadPolicyAdmin(AuditedAdmin):
         services.policy_delete(policy=obj, version=version, actor=actor, **why)
 
 
+# The floor's rows in `headers.preview`: set by Django's settings, not by a rule named "settings".
+SETTINGS_FLOOR_NOTE = "no rule sets it"
+
+
+@dataclass(frozen=True)
+class PreviewLine:
+    """A row of the header preview, with a link to the rule that set it."""
+
+    row: headers.PreviewRow
+    rule_url: str = ""
+    rehearsal: bool = False
+
+
+def preview_lines(site: admin.AdminSite, **arguments: Any) -> list[PreviewLine]:
+    """`headers.preview(**arguments)`, each row linked to its rule and marked when it rehearses."""
+    rows = headers.preview(**arguments)
+    rules = {r.name: r for r in HeaderRule.objects.filter(name__in={row.source for row in rows})}
+    lines = []
+    for row in rows:
+        from_settings = row.source == "settings" and row.note == SETTINGS_FLOOR_NOTE
+        rule = None if from_settings else rules.get(row.source)
+        if rule is None:
+            lines.append(PreviewLine(row))
+            continue
+        url = reverse(f"{site.name}:policies_headerrule_change", args=[quote(rule.pk)])
+        lines.append(PreviewLine(row, url, rehearsal=rule.mode == Mode.REPORT_ONLY))
+    return lines
+
+
+class RuleChangeList(ChangeList):
+    """The rule list, which leaves the header preview's query parameters out of its lookups.
+
+    They stay in the list's own links (filters, sorting, search), so the preview survives them.
+    """
+
+    def get_filters_params(self, params: dict | None = None) -> dict:
+        lookups = super().get_filters_params(params)
+        for name in HeaderPreviewForm.PARAMS:
+            lookups.pop(name, None)
+        return lookups
+
+
+def rehearsal_name(name: str, taken: set[str]) -> str:
+    """`<name>-rehearsal`, or `-rehearsal-2`, `-3`… when taken; the name cut to fit the field."""
+    max_length = HeaderRule._meta.get_field("name").max_length
+    suffixes = ("-rehearsal" if n == 1 else f"-rehearsal-{n}" for n in itertools.count(1))
+    return next(
+        candidate
+        for suffix in suffixes
+        if (candidate := name[: max_length - len(suffix)] + suffix) not in taken
+    )
+
+
+def rehearsal_data(rule: HeaderRule, name: str) -> dict[str, Any]:
+    """A report-only, enabled copy of `rule` under `name`: same place, same headers."""
+    data = {field: copy.deepcopy(getattr(rule, field)) for field in editable_fields(HeaderRule)}
+    intro = (
+        f"Report-only rehearsal of {rule.name}: edit it, watch the reports, "
+        f"then apply the change to {rule.name}."
+    )
+    data.update(
+        name=name,
+        mode=Mode.REPORT_ONLY,
+        enabled=True,
+        description=f"{intro}\n\n{rule.description}".strip(),
+    )
+    return data
+
+
 @admin.register(HeaderRule)
 class HeaderRuleAdmin(AuditedAdmin):
     kind = services.RULE
     form = RuleForm
+    actions = [*AuditedAdmin.actions, "copy_as_rehearsal"]
+    change_list_template = "admin/policies/headerrule/change_list.html"
+    rehearsal_template = "admin/policies/headerrule/copy_as_rehearsal.html"
     list_display = (
         "name",
         "match_type",
@@ -602,6 +682,125 @@ class HeaderRuleAdmin(AuditedAdmin):
     def service_create(self, *, data: dict[str, Any], actor: Actor, **why: str) -> HeaderRule:
         return services.rule_create(data=data, actor=actor, **why)
 
+    # The list: a preview of what a request gets, and adding from a preset.
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return RuleChangeList
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        form = HeaderPreviewForm.from_query(request.GET)
+        lines = None
+        if form.is_bound and form.is_valid():
+            lines = preview_lines(self.admin_site, **form.preview_arguments())
+        # The list's own parameters, carried by the preview form so a preview keeps the filters.
+        kept = [
+            (name, value)
+            for name, values in request.GET.lists()
+            if name not in HeaderPreviewForm.PARAMS and name != ERROR_FLAG
+            for value in values
+        ]
+        context = {
+            "preview_form": form,
+            "preview_lines": lines,
+            "preview_kept": kept,
+            "preview_clear_url": f"?{urlencode(kept)}",
+            "preset_links": self._preset_links(request),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
+
+    def _preset_links(self, request: HttpRequest) -> list[dict[str, str]]:
+        if not self.has_add_permission(request):
+            return []
+        add_url = self._url("add")
+        return [
+            {"key": key, "label": label, "url": f"{add_url}?{urlencode({'preset': key})}"}
+            for key, (label, _values) in PRESETS.items()
+        ]
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """With `?preset=<name>`, the preset's values (a copy), under any field the URL sets."""
+        initial = super().get_changeform_initial_data(request)
+        key = initial.pop("preset", None)
+        if key is None:
+            return initial
+        if key not in PRESETS:
+            self.message_user(
+                request,
+                f"There is no preset named “{key}”, so the form starts empty. "
+                f"Presets: {', '.join(PRESETS)}.",
+                messages.WARNING,
+            )
+            return initial
+        label, values = PRESETS[key]
+        self.message_user(
+            request,
+            f"Pre-filled from the preset “{label}”. Choose the name, path and priority, "
+            "check the headers, and say why.",
+            messages.INFO,
+        )
+        return {**copy.deepcopy(values), **initial}
+
+    # Rehearsing a change: a report-only copy to edit and watch before changing the rule.
+
+    @admin.action(permissions=["add"], description="Copy as a report-only rehearsal")
+    def copy_as_rehearsal(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """First name the copies and ask why; once confirmed, create each through the service."""
+        form = RehearsalCopyForm(request.POST if "confirm" in request.POST else None)
+        rules = list(queryset)
+        if form.is_bound and form.is_valid():
+            self._copy_each(request, rules, form)
+            return None
+        taken = set(HeaderRule.objects.values_list("name", flat=True))
+        rows = []
+        for rule in rules:
+            name = rehearsal_name(rule.name, taken)
+            taken.add(name)
+            rows.append({"rule": rule, "copy_name": name})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Copy header rules as report-only rehearsals",
+            "subtitle": None,
+            "rows": rows,
+            "opts": self.opts,
+            "form": form,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_name": "copy_as_rehearsal",
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.rehearsal_template, context)
+
+    def _copy_each(
+        self, request: HttpRequest, rules: list[HeaderRule], form: RehearsalCopyForm
+    ) -> None:
+        """One service call (one transaction, one audit entry) per copy."""
+        actor, made = Actor.from_request(request), []
+        taken = set(HeaderRule.objects.values_list("name", flat=True))
+        for rule in rules:
+            name = rehearsal_name(rule.name, taken)
+            try:
+                rehearsal = services.rule_create(
+                    data=rehearsal_data(rule, name), actor=actor, **form.why()
+                )
+            except ValidationError as error:
+                refusal = " ".join(readable_messages(error))
+                self.message_user(request, f"{rule} not copied: {refusal}", messages.ERROR)
+                continue
+            taken.add(name)
+            self.log_addition(request, rehearsal, [{"added": {}}])
+            made.append(f"{name} (of {rule.name}, version {rule.version})")
+        if made:
+            self.message_user(
+                request,
+                f"Created {len(made)} report-only rehearsal{'s' if len(made) > 1 else ''}: "
+                f"{', '.join(made)}. Edit the copy, watch the reports, then apply the change "
+                "to the rule.",
+                messages.SUCCESS,
+            )
+
     def service_update(
         self, obj: HeaderRule, *, changes: dict[str, Any], version: int, actor: Actor, **why: str
     ) -> HeaderRule:
@@ -619,6 +818,7 @@ class AuditEntryAdmin(RollbackMixin, admin.ModelAdmin):
     """Read-only: entries are appended by the services, never added, changed or removed here."""
 
     actions = None
+    actions_on_top = actions_on_bottom = False  # no actions, so no empty action bar
     list_display = (
         "seq",
         "created_at",
@@ -738,3 +938,43 @@ def _pretty(value: Any) -> str:
     if value is None:
         return "—"
     return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
+
+
+# --- CSP violation reports ----------------------------------------------------------------------
+
+# Here rather than with the imports above, so this section stays self-contained.
+
+
+@admin.register(CspReport)
+class CspReportAdmin(admin.ModelAdmin):
+    """Reports as the endpoint counted them: read-only; deletable with the delete permission."""
+
+    list_display = (
+        "document_path",
+        "directive",
+        "blocked_uri",
+        "count",
+        "first_seen",
+        "last_seen",
+        "overflow",
+    )
+    list_filter = ("directive", "is_overflow")
+    search_fields = ("document_path", "directive", "blocked_uri")
+    date_hierarchy = "last_seen"
+    fields = (
+        ("document_path", "directive", "blocked_uri"),
+        ("count", "is_overflow"),
+        ("first_seen", "last_seen"),
+    )
+    readonly_fields = tuple(name for line in fields for name in line)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: CspReport | None = None) -> bool:
+        return False
+
+    @admin.display(boolean=True, description="overflow row", ordering="is_overflow")
+    def overflow(self, report: CspReport) -> bool:
+        """The row that counts reports past CSP_REPORTS_MAX_ROWS, which got no row of their own."""
+        return report.is_overflow

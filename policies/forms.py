@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
+from django.http.request import split_domain_port
 
 from policies.filetypes import FILE_TYPES
 from policies.models import HeaderRule, UploadPolicy
@@ -285,4 +286,69 @@ class RollbackForm(WhyMixin, forms.Form):
         required=False,
         help_text="Optional. Left empty, it says: roll back this new entry to return to the "
         "state the rolled-back entry produced.",
+    )
+
+
+class HeaderPreviewForm(forms.Form):
+    """The request to preview on the rule list: a GET form whose names never clash with lookups.
+
+    Bound only when `preview_path` is in the query string, so "over HTTPS" starts ticked and an
+    unticked box on a submitted form means plain HTTP.
+    """
+
+    preview_path = forms.CharField(
+        label="Path",
+        max_length=2000,
+        strip=True,
+        widget=forms.TextInput(attrs={"placeholder": "/admin/", "size": 30}),
+    )
+    preview_host = forms.CharField(
+        label="Host",
+        required=False,
+        max_length=253,
+        help_text="Empty: any host.",
+        widget=forms.TextInput(attrs={"placeholder": "example.com", "size": 20}),
+    )
+    preview_https = forms.BooleanField(
+        label="over HTTPS", label_suffix="", required=False, initial=True
+    )
+    preview_signed_in = forms.BooleanField(label="signed-in user", label_suffix="", required=False)
+
+    PARAMS = ("preview_path", "preview_host", "preview_https", "preview_signed_in")
+
+    @classmethod
+    def from_query(cls, query: Any) -> HeaderPreviewForm:
+        return cls(query if "preview_path" in query else None)
+
+    def clean_preview_path(self) -> str:
+        path = self.cleaned_data["preview_path"]
+        if not path.startswith("/"):
+            raise ValidationError("Give a path that starts with /, e.g. /admin/.", code="path")
+        return path
+
+    def clean_preview_host(self) -> str:
+        raw = self.cleaned_data["preview_host"]
+        if not raw:
+            return ""
+        host, _port = split_domain_port(raw)  # as the middleware reads the Host header
+        if not host:
+            raise ValidationError("Give a host name such as example.com.", code="host")
+        return host.lower()
+
+    def preview_arguments(self) -> dict[str, Any]:
+        """The arguments of `policies.headers.preview` this form asks for."""
+        data = self.cleaned_data
+        return {
+            "path": data["preview_path"],
+            "host": data["preview_host"],
+            "secure": data["preview_https"],
+            "authenticated": data["preview_signed_in"],
+        }
+
+
+class RehearsalCopyForm(WhyForm):
+    """Copying rules as report-only rehearsals: why, and how to undo it."""
+
+    rollback_note = rollback_note_field(
+        help_text="How to undo this if it goes wrong, e.g. “delete the rehearsal copies”."
     )

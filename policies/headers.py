@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.core.cache import cache
+from django.http.request import split_domain_port
 
 from policies.models import HeaderRule, Mode, PathMatch
 
@@ -156,10 +157,19 @@ class Decision:
 
 @dataclass(frozen=True)
 class Resolution:
+    """What the rules give one (host, path), worked out once so a response only copies it."""
+
     decisions: tuple[Decision, ...]
     csp: dict[str, list[str]] | None = None
     csp_report_only: dict[str, list[str]] | None = None
     remove: frozenset[str] = field(default_factory=frozenset)
+    # Ready-to-send headers in the form of Django's header store ({lower name: (name, value)}):
+    # on every response, over HTTPS only, to signed-in users.
+    always: dict[str, tuple[str, str]] = field(default_factory=dict)
+    over_https: dict[str, tuple[str, str]] = field(default_factory=dict)  # always, plus HSTS
+    signed_in_only: dict[str, tuple[str, str]] = field(default_factory=dict)
+    csp_header: str | None = None
+    csp_report_only_header: str | None = None
 
     def enforced(self) -> dict[str, Decision]:
         return {d.header: d for d in self.decisions if not d.report_only}
@@ -178,11 +188,26 @@ def _resolve(rules: Iterable[CompiledRule]) -> Resolution:
     decisions = [Decision(h, v, r.name) for h, (v, r) in enforced.items()]
     decisions += [Decision(h, v, r.name, report_only=True) for h, (v, r) in rehearsed.items()]
     set_headers = {h.lower() for h in enforced}
+    csp = enforced[CSP][1].csp if CSP in enforced else None
+    csp_report_only = rehearsed[CSP][1].csp if CSP in rehearsed else None
+    wire = {h: v for h, (v, _rule) in enforced.items() if h != CSP}
+    if PERMISSIONS_POLICY in rehearsed:
+        wire[PERMISSIONS_POLICY_REPORT_ONLY] = rehearsed[PERMISSIONS_POLICY][0]
+    conditional = {HSTS, CACHE_CONTROL}  # sent over HTTPS only, to signed-in users only
+
+    def store(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+        return {name.lower(): (name, value) for name, value in pairs}
+
     return Resolution(
         decisions=tuple(decisions),
-        csp=enforced[CSP][1].csp if CSP in enforced else None,
-        csp_report_only=rehearsed[CSP][1].csp if CSP in rehearsed else None,
+        csp=csp,
+        csp_report_only=csp_report_only,
         remove=frozenset(removed - set_headers),
+        always=store((h, v) for h, v in wire.items() if h not in conditional),
+        over_https=store((h, v) for h, v in wire.items() if h != CACHE_CONTROL),
+        signed_in_only=store((h, v) for h, v in wire.items() if h == CACHE_CONTROL),
+        csp_header=csp_value(csp) if csp else None,
+        csp_report_only_header=csp_value(csp_report_only) if csp_report_only else None,
     )
 
 
@@ -195,6 +220,8 @@ class RuleSet:
         self.resolve = lru_cache(maxsize=4096)(self._resolve_uncached)
 
     def _resolve_uncached(self, host: str, path: str) -> Resolution:
+        """`host` as the request sent it (port and case included): parsed here, once."""
+        host = split_domain_port(host)[0].lower()
         resolution = _resolve(rule for rule in self.rules if rule.matches(host, path))
         for decision in resolution.decisions:
             if decision.report_only and decision.sent_as is None:
@@ -305,7 +332,7 @@ def preview(
     path: str, host: str = "", *, secure: bool = True, authenticated: bool = False
 ) -> list[PreviewRow]:
     """Every header a response on `path` gets, and what set it: the rules as saved now."""
-    resolution = RuleSet.load().resolve(host.lower(), path)
+    resolution = RuleSet.load().resolve(host, path)
     rows = _enforced_rows(resolution, secure, authenticated)
     for decision in resolution.decisions:
         if decision.report_only:

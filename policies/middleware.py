@@ -4,53 +4,62 @@
 XFrameOptionsMiddleware so the rules win over their static values. `RuleCSPMiddleware` is
 django-csp's middleware with the policy taken from the rules, so nonces and the per-view
 `@csp_update`/`@csp_replace`/`@csp_exempt` decorators keep working.
+
+Both run on every response, so the work per request is copying prepared values: the rules are
+resolved once per (host, path) and rule-set version (policies.headers).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
-from csp.constants import NONCE
-from csp.middleware import CSPMiddleware, PolicyParts
+from csp.constants import HEADER, HEADER_REPORT_ONLY, NONCE
+from csp.middleware import CheckableLazyObject, CSPMiddleware, PolicyParts
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.http.request import split_domain_port
+from django.utils.functional import SimpleLazyObject, empty
 
-from policies.headers import (
-    CACHE_CONTROL,
-    CSP,
-    HSTS,
-    PERMISSIONS_POLICY,
-    PERMISSIONS_POLICY_REPORT_ONLY,
-    Resolution,
-    rule_sets,
-)
+from policies.headers import Resolution, rule_sets
 
-logger = logging.getLogger("portcullis.headers")
-
+_CSP_KEY, _CSP_RO_KEY = HEADER.lower(), HEADER_REPORT_ONLY.lower()
 # Directives that take the request's nonce when a template reads request.csp_nonce.
 NONCE_DIRECTIVES = ("script-src", "script-src-elem", "style-src", "style-src-elem")
-
-
-def request_host(request: HttpRequest) -> str:
-    """The Host without port, lower-cased; never raises (host validation happens elsewhere)."""
-    raw = request.META.get("HTTP_HOST") or request.META.get("SERVER_NAME", "")
-    domain, _port = split_domain_port(raw)
-    return domain.lower()
+# Set by django-csp's per-view decorators; any of them sends the request down django-csp's path.
+_VIEW_CSP_ATTRS = frozenset(
+    {
+        "_csp_config",
+        "_csp_update",
+        "_csp_replace",
+        "_csp_config_ro",
+        "_csp_update_ro",
+        "_csp_replace_ro",
+    }
+)
+# As django-csp does: reading the nonce after the header is written raises. One shared guard
+# serves every request, since evaluating it only ever raises.
+_NONCE_TOO_LATE = CheckableLazyObject(CSPMiddleware._csp_nonce_post_response)
 
 
 def resolution_for(request: HttpRequest) -> Resolution:
     """The request's header resolution, computed once and shared by both middlewares."""
     resolution = getattr(request, "_header_resolution", None)
     if resolution is None:
-        resolution = rule_sets.get().resolve(request_host(request), request.path_info)
+        host = request.META.get("HTTP_HOST") or request.META.get("SERVER_NAME", "")
+        resolution = rule_sets.get().resolve(host, request.path_info)
         request._header_resolution = resolution
     return resolution
 
 
 def _is_authenticated(request: HttpRequest) -> bool:
+    """Signed in? Without a session cookie a still-lazy user is anonymous: skip building it."""
     user = getattr(request, "user", None)
-    return bool(user is not None and user.is_authenticated)
+    if user is None:
+        return False
+    if settings.SESSION_COOKIE_NAME not in request.COOKIES:
+        lazy = isinstance(user, SimpleLazyObject)
+        if lazy and user._wrapped is empty:
+            return False
+    return user.is_authenticated
 
 
 class RuleHeadersMiddleware:
@@ -64,20 +73,17 @@ class RuleHeadersMiddleware:
 
 
 def apply_headers(resolution: Resolution, request: HttpRequest, response: HttpResponse) -> None:
-    for header, decision in resolution.enforced().items():
-        if header == CSP:
-            continue  # RuleCSPMiddleware's part
-        if header == HSTS and not request.is_secure():
-            continue  # HSTS over plain HTTP is ignored by browsers and leaks nothing useful
-        if header == CACHE_CONTROL and not _is_authenticated(request):
-            continue  # the rule's Cache-Control is for authenticated pages
-        response[header] = decision.value
-    for decision in resolution.decisions:
-        if decision.report_only and decision.header == PERMISSIONS_POLICY:
-            response[PERMISSIONS_POLICY_REPORT_ONLY] = decision.value
-    for header in resolution.remove:
-        if header in response:
-            del response[header]
+    # Django's header store is written directly: the values were validated when the rule was
+    # saved (visible ASCII, no CR/LF), and this runs on every response.
+    store = response.headers._store
+    if request.is_secure():
+        store.update(resolution.over_https)  # HSTS only here: it means nothing over plain HTTP
+    else:
+        store.update(resolution.always)
+    if resolution.signed_in_only and _is_authenticated(request):
+        store.update(resolution.signed_in_only)  # Cache-Control is for signed-in pages
+    for header in resolution.remove:  # already lower-cased
+        store.pop(header, None)
 
 
 def with_nonce(directives: dict[str, list[str]]) -> dict[str, list]:
@@ -90,6 +96,23 @@ def with_nonce(directives: dict[str, list[str]]) -> dict[str, list]:
 
 
 class RuleCSPMiddleware(CSPMiddleware):
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """Send the rules' prepared policy, unless the page used a nonce or a CSP decorator
+        (then django-csp builds it) or no rule sets a CSP (then the settings' policy applies)."""
+        resolution = resolution_for(request)
+        nonce_used = isinstance(getattr(request, "_csp_nonce", None), str)
+        customised = not _VIEW_CSP_ATTRS.isdisjoint(vars(response))
+        if nonce_used or customised or resolution.csp_header is None:
+            return super().process_response(request, response)
+        store = response.headers._store
+        if _CSP_KEY not in store and not getattr(response, "_csp_exempt", False):
+            store[_CSP_KEY] = (HEADER, resolution.csp_header)
+        ro_header = resolution.csp_report_only_header
+        if ro_header and _CSP_RO_KEY not in store and not getattr(response, "_csp_exempt_ro", 0):
+            store[_CSP_RO_KEY] = (HEADER_REPORT_ONLY, ro_header)
+        request.csp_nonce = _NONCE_TOO_LATE
+        return response
+
     def get_policy_parts(
         self, request: HttpRequest, response: HttpResponse, report_only: bool = False
     ) -> PolicyParts:

@@ -17,11 +17,10 @@ import django.contrib.admin
 
 CSP_REPORT_PATH = "/csp-report/"
 
+# Powerful features, denied everywhere; only names Chromium recognises (others log warnings).
 DENIED_FEATURES = [
     "accelerometer",
-    "ambient-light-sensor",
     "autoplay",
-    "bluetooth",
     "camera",
     "display-capture",
     "geolocation",

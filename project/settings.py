@@ -196,6 +196,11 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# CSP violation reports (/csp-report/): distinct rows kept (past it, one overflow row counts the
+# rest), and report requests accepted per client address a minute.
+CSP_REPORTS_MAX_ROWS = env_int("CSP_REPORTS_MAX_ROWS", 10_000, minimum=1)
+CSP_REPORTS_PER_MINUTE = env_int("CSP_REPORTS_PER_MINUTE", 60, minimum=1)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its WWW-Authenticate header makes an anonymous call answer 401, not 403.

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from policies.report_views import csp_report
 from project import views
 from project.api_root import api_root
 
@@ -15,6 +16,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", api_root, name="api-root"),
+    path("csp-report/", csp_report, name="csp-report"),
 ]
 
 handler400 = "project.views.handler400"

@@ -286,3 +286,14 @@ def test_headers_reset_restores_the_seeded_rules_and_disables_others(client, act
 
     last = AuditEntry.objects.order_by("-seq")[:2]
     assert {e.reason for e in last} == {"A bad CSP broke the admin"}
+
+
+def test_the_admin_inline_style_is_allowed_by_its_hash(client, editor):
+    import base64
+    import hashlib
+
+    client.force_login(editor)
+    response = client.get("/admin/policies/auditentry/", secure=True)  # a list with no actions
+    style = re.search(r"<style>(.*?)</style>", response.content.decode(), re.DOTALL).group(1)
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in response["Content-Security-Policy"]
