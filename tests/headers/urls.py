@@ -11,6 +11,7 @@ urlpatterns = [
     path("t/updated/", views.updated_page),
     path("t/exempt/", views.exempt_page),
     path("t/powered/", views.powered_page),
+    path("t/browser-nonce/", views.browser_nonce_page),
     path("", include("project.urls")),
 ]
 

@@ -37,3 +37,14 @@ def powered_page(request: HttpRequest) -> HttpResponse:
     response = HttpResponse("<!doctype html><title>p</title>")
     response["X-Powered-By"] = "PHP/5.4"
     return response
+
+
+_BROWSER_PAGE = engines["django"].from_string(
+    "<!doctype html><title>n</title>"
+    '<script nonce="{{ request.csp_nonce }}">window.nonced = true;</script>'
+    "<script>window.injected = true;</script>"
+)
+
+
+def browser_nonce_page(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(_BROWSER_PAGE.render({}, request))
