@@ -218,22 +218,28 @@ class RuleSet:
         compiled = [CompiledRule.from_rule(rule) for rule in rules if rule.enabled]
         self.rules = tuple(sorted(compiled, key=lambda r: r.precedence))
         self.resolve = lru_cache(maxsize=4096)(self._resolve_uncached)
+        self._logged: set[tuple[str, str]] = set()
 
     def _resolve_uncached(self, host: str, path: str) -> Resolution:
         """`host` as the request sent it (port and case included): parsed here, once."""
         host = split_domain_port(host)[0].lower()
         resolution = _resolve(rule for rule in self.rules if rule.matches(host, path))
+        self._log_rehearsals(resolution, path)
+        return resolution
+
+    def _log_rehearsals(self, resolution: Resolution, path: str) -> None:
+        """Log each rehearsed header once per rule-set version (not per path: no log flood)."""
         for decision in resolution.decisions:
-            if decision.report_only and decision.sent_as is None:
-                # Cached per (host, path) and rule set, so this logs once per path and change.
+            key = (decision.rule, decision.header)
+            if decision.report_only and decision.sent_as is None and key not in self._logged:
+                self._logged.add(key)
                 logger.info(
-                    "rehearsal: rule %s would set %s: %s on %s",
+                    "rehearsal: rule %s would set %s: %s (first seen on %s)",
                     decision.rule,
                     decision.header,
                     decision.value,
                     path,
                 )
-        return resolution
 
     @classmethod
     def load(cls) -> RuleSet:

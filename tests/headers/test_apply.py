@@ -234,7 +234,11 @@ def test_other_report_only_headers_are_previewed_and_logged_not_sent(client, act
         response = client.get("/t/plain/")
     assert "X-Rehearsed" not in response
     assert response["X-Frame-Options"] == "DENY"
-    assert "rule quiet would set X-Rehearsed: 1 on /t/plain/" in caplog.text
+    assert "rule quiet would set X-Rehearsed: 1 (first seen on /t/plain/)" in caplog.text
+    with caplog.at_level(logging.INFO, logger="portcullis.headers"):
+        client.get("/t/plain/?again")
+        client.get("/t/json/")
+    assert caplog.text.count("would set X-Rehearsed") == 1  # once per rule set, not per path
     rows = [r for r in preview("/t/plain/") if r.source == "quiet"]
     assert {r.header for r in rows} == {"X-Frame-Options", "X-Rehearsed"}
     assert all("not sent" in r.note for r in rows)
