@@ -27,6 +27,8 @@ logger = logging.getLogger("portcullis.headers")
 
 STAMP_KEY = "portcullis:header-rules:stamp"
 STAMP_CHECK_SECONDS = 1.0
+# A safety net for a lost stamp bump (the cache was down at that moment): reload regardless.
+FULL_RELOAD_SECONDS = 300.0
 
 CSP = "Content-Security-Policy"
 CSP_REPORT_ONLY = "Content-Security-Policy-Report-Only"
@@ -34,6 +36,7 @@ PERMISSIONS_POLICY = "Permissions-Policy"
 PERMISSIONS_POLICY_REPORT_ONLY = "Permissions-Policy-Report-Only"
 HSTS = "Strict-Transport-Security"
 CACHE_CONTROL = "Cache-Control"
+REPORTING_ENDPOINTS = "Reporting-Endpoints"
 
 _MATCH_RANK = {PathMatch.EXACT: 0, PathMatch.PREFIX: 1, PathMatch.REGEX: 2}
 # Headers with a report-only twin; the others are rehearsed in the preview and the log only.
@@ -89,7 +92,7 @@ def rule_headers(rule: HeaderRule) -> dict[str, str]:
     if rule.permissions_policy:
         headers[PERMISSIONS_POLICY] = permissions_policy_value(rule.permissions_policy)
     if rule.reporting_endpoints:
-        headers["Reporting-Endpoints"] = ", ".join(
+        headers[REPORTING_ENDPOINTS] = ", ".join(
             f'{name}="{url}"' for name, url in rule.reporting_endpoints.items()
         )
     headers.update(rule.custom_headers)
@@ -107,6 +110,7 @@ class CompiledRule:
     headers: dict[str, str]
     csp: dict[str, list[str]]
     remove: tuple[str, ...]
+    endpoints: dict[str, str]
     pattern: re.Pattern | None = None
 
     @classmethod
@@ -118,15 +122,27 @@ class CompiledRule:
             path=rule.path,
             host=rule.host.lower(),
             report_only=rule.mode == Mode.REPORT_ONLY,
-            headers=rule_headers(rule),
+            headers={
+                name: value
+                for name, value in rule_headers(rule).items()
+                if name != REPORTING_ENDPOINTS  # merged across rules: see _reporting_endpoints
+            },
             csp=dict(rule.csp),
             remove=tuple(rule.remove_headers),
+            endpoints=dict(rule.reporting_endpoints),
             pattern=re.compile(rule.path) if rule.match_type == PathMatch.REGEX else None,
         )
 
     @property
     def precedence(self) -> tuple:
-        return (-self.priority, _MATCH_RANK[self.match_type], -len(self.path), self.name)
+        # Ties after DESIGN.md's order: a rule for this host before a rule for every host.
+        return (
+            -self.priority,
+            _MATCH_RANK[self.match_type],
+            -len(self.path),
+            not self.host,
+            self.name,
+        )
 
     def matches(self, host: str, path: str) -> bool:
         if self.host and self.host != host:
@@ -146,13 +162,14 @@ class Decision:
     value: str
     rule: str
     report_only: bool = False
+    removal: bool = False  # a rehearsed removal: previewed and logged only
 
     @property
     def sent_as(self) -> str | None:
         """The header name on the wire, or None for a rehearsal that is only previewed."""
         if not self.report_only:
             return self.header
-        return _REPORT_ONLY_TWIN.get(self.header)
+        return None if self.removal else _REPORT_ONLY_TWIN.get(self.header)
 
 
 @dataclass(frozen=True)
@@ -162,7 +179,8 @@ class Resolution:
     decisions: tuple[Decision, ...]
     csp: dict[str, list[str]] | None = None
     csp_report_only: dict[str, list[str]] | None = None
-    remove: frozenset[str] = field(default_factory=frozenset)
+    remove: frozenset[str] = field(default_factory=frozenset)  # lower-cased names
+    removed_by: dict[str, str] = field(default_factory=dict)  # lower-cased name: rule
     # Ready-to-send headers in the form of Django's header store ({lower name: (name, value)}):
     # on every response, over HTTPS only, to signed-in users.
     always: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -175,56 +193,88 @@ class Resolution:
         return {d.header: d for d in self.decisions if not d.report_only}
 
 
-def _resolve(rules: Iterable[CompiledRule]) -> Resolution:
-    enforced: dict[str, tuple[str, CompiledRule]] = {}
-    rehearsed: dict[str, tuple[str, CompiledRule]] = {}
-    removed: set[str] = set()
+def _first_per_header(rules: list[CompiledRule], *, report_only: bool) -> dict[str, tuple]:
+    """For each header (any letter case), the first rule in precedence order that sets or
+    removes it: {lower name: (name, value or None for a removal, rule)}."""
+    chosen: dict[str, tuple] = {}
     for rule in rules:
-        chosen = rehearsed if rule.report_only else enforced
+        if rule.report_only != report_only:
+            continue
         for header, value in rule.headers.items():
-            chosen.setdefault(header, (value, rule))
-        if not rule.report_only:
-            removed.update(h.lower() for h in rule.remove)
-    decisions = [Decision(h, v, r.name) for h, (v, r) in enforced.items()]
-    decisions += [Decision(h, v, r.name, report_only=True) for h, (v, r) in rehearsed.items()]
-    set_headers = {h.lower() for h in enforced}
-    csp = enforced[CSP][1].csp if CSP in enforced else None
-    csp_report_only = rehearsed[CSP][1].csp if CSP in rehearsed else None
-    wire = {h: v for h, (v, _rule) in enforced.items() if h != CSP}
-    if PERMISSIONS_POLICY in rehearsed:
-        wire[PERMISSIONS_POLICY_REPORT_ONLY] = rehearsed[PERMISSIONS_POLICY][0]
+            chosen.setdefault(header.lower(), (header, value, rule))
+        for header in rule.remove:
+            chosen.setdefault(header.lower(), (header, None, rule))
+    return chosen
+
+
+def _reporting_endpoints(rules: list[CompiledRule]) -> Decision | None:
+    """Endpoints only tell the browser where to report, so every matching rule's count, the
+    report-only ones' included (their rehearsal needs them); the first rule naming one wins."""
+    merged: dict[str, str] = {}
+    sources: list[str] = []
+    for rule in rules:
+        for name, url in rule.endpoints.items():
+            if name not in merged:
+                merged[name] = url
+                sources += [rule.name] if rule.name not in sources else []
+    if not merged:
+        return None
+    value = ", ".join(f'{name}="{url}"' for name, url in merged.items())
+    return Decision(REPORTING_ENDPOINTS, value, ", ".join(sources))
+
+
+def _store(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    return {name.lower(): (name, value) for name, value in pairs}
+
+
+def _resolve(rules: Iterable[CompiledRule]) -> Resolution:
+    rules = list(rules)
+    enforced = _first_per_header(rules, report_only=False)
+    rehearsed = _first_per_header(rules, report_only=True)
+    decisions = [Decision(h, v, r.name) for h, v, r in enforced.values() if v is not None]
+    if endpoints := _reporting_endpoints(rules):
+        decisions.append(endpoints)
+    decisions += [
+        Decision(h, v or "", r.name, report_only=True, removal=v is None)
+        for h, v, r in rehearsed.values()
+    ]
+    csp_key, pp_key = CSP.lower(), PERMISSIONS_POLICY.lower()
+    csp = enforced[csp_key][2].csp if enforced.get(csp_key, (0, None))[1] else None
+    csp_ro = rehearsed[csp_key][2].csp if rehearsed.get(csp_key, (0, None))[1] else None
+    wire = {d.header: d.value for d in decisions if not d.report_only and d.header != CSP}
+    if rehearsed.get(pp_key, (0, None))[1]:
+        wire[PERMISSIONS_POLICY_REPORT_ONLY] = rehearsed[pp_key][1]
     conditional = {HSTS, CACHE_CONTROL}  # sent over HTTPS only, to signed-in users only
-
-    def store(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, str]]:
-        return {name.lower(): (name, value) for name, value in pairs}
-
     return Resolution(
         decisions=tuple(decisions),
         csp=csp,
-        csp_report_only=csp_report_only,
-        remove=frozenset(removed - set_headers),
-        always=store((h, v) for h, v in wire.items() if h not in conditional),
-        over_https=store((h, v) for h, v in wire.items() if h != CACHE_CONTROL),
-        signed_in_only=store((h, v) for h, v in wire.items() if h == CACHE_CONTROL),
+        csp_report_only=csp_ro,
+        remove=frozenset(key for key, (_h, value, _r) in enforced.items() if value is None),
+        removed_by={key: r.name for key, (_h, value, r) in enforced.items() if value is None},
+        always=_store((h, v) for h, v in wire.items() if h not in conditional),
+        over_https=_store((h, v) for h, v in wire.items() if h != CACHE_CONTROL),
+        signed_in_only=_store((h, v) for h, v in wire.items() if h == CACHE_CONTROL),
         csp_header=csp_value(csp) if csp else None,
-        csp_report_only_header=csp_value(csp_report_only) if csp_report_only else None,
+        csp_report_only_header=csp_value(csp_ro) if csp_ro else None,
     )
 
 
 class RuleSet:
     """The enabled rules, compiled and sorted once; resolutions cached per (host, path)."""
 
-    def __init__(self, rules: Iterable[HeaderRule]) -> None:
+    def __init__(self, rules: Iterable[HeaderRule], *, log_rehearsals: bool = True) -> None:
         compiled = [CompiledRule.from_rule(rule) for rule in rules if rule.enabled]
         self.rules = tuple(sorted(compiled, key=lambda r: r.precedence))
         self.resolve = lru_cache(maxsize=4096)(self._resolve_uncached)
         self._logged: set[tuple[str, str]] = set()
+        self._log_enabled = log_rehearsals
 
     def _resolve_uncached(self, host: str, path: str) -> Resolution:
         """`host` as the request sent it (port and case included): parsed here, once."""
         host = split_domain_port(host)[0].lower()
         resolution = _resolve(rule for rule in self.rules if rule.matches(host, path))
-        self._log_rehearsals(resolution, path)
+        if self._log_enabled:
+            self._log_rehearsals(resolution, path)
         return resolution
 
     def _log_rehearsals(self, resolution: Resolution, path: str) -> None:
@@ -233,22 +283,26 @@ class RuleSet:
             key = (decision.rule, decision.header)
             if decision.report_only and decision.sent_as is None and key not in self._logged:
                 self._logged.add(key)
+                action = "remove" if decision.removal else f"set {decision.header}:"
                 logger.info(
-                    "rehearsal: rule %s would set %s: %s (first seen on %s)",
+                    "rehearsal: rule %s would %s %s (first seen on %s)",
                     decision.rule,
-                    decision.header,
-                    decision.value,
+                    action,
+                    decision.header if decision.removal else decision.value,
                     path,
                 )
 
     @classmethod
-    def load(cls) -> RuleSet:
-        return cls(HeaderRule.objects.filter(enabled=True))
+    def load(cls, *, log_rehearsals: bool = True) -> RuleSet:
+        return cls(HeaderRule.objects.filter(enabled=True), log_rehearsals=log_rehearsals)
 
 
 def bump_stamp() -> None:
     """Tell every process the rules changed (services call this on commit)."""
-    cache.set(STAMP_KEY, uuid.uuid4().hex, timeout=None)
+    try:
+        cache.set(STAMP_KEY, uuid.uuid4().hex, timeout=None)
+    except Exception:  # the change is committed; processes still reload within FULL_RELOAD_SECONDS
+        logger.exception("could not bump the header-rules stamp in the shared cache")
 
 
 class RuleSetCache:
@@ -259,6 +313,7 @@ class RuleSetCache:
         self._rules: RuleSet | None = None
         self._stamp: str | None = None
         self._checked_at = 0.0
+        self._loaded_at = 0.0
 
     def get(self) -> RuleSet:
         now = time.monotonic()
@@ -270,18 +325,28 @@ class RuleSetCache:
             return self._rules
 
     def _refresh(self, now: float) -> None:
+        try:
+            stamp = self._shared_stamp()
+        except Exception:  # the shared cache is down: keep serving, reload on a timer
+            logger.warning("header-rules stamp unavailable; rules reload on a timer", exc_info=True)
+            stamp = self._stamp
+        stale = now - self._loaded_at >= FULL_RELOAD_SECONDS
+        if self._rules is None or stamp != self._stamp or stale:
+            self._rules = RuleSet.load()  # read after the stamp, so a change mid-load reloads
+            self._stamp, self._loaded_at = stamp, now
+        self._checked_at = now
+
+    @staticmethod
+    def _shared_stamp() -> str | None:
         stamp = cache.get(STAMP_KEY)
         if stamp is None:  # evicted or never set: agree on one, so processes stop reloading
             cache.add(STAMP_KEY, uuid.uuid4().hex, timeout=None)
             stamp = cache.get(STAMP_KEY)
-        if self._rules is None or stamp != self._stamp:
-            self._rules = RuleSet.load()  # read after the stamp, so a change mid-load reloads
-            self._stamp = stamp
-        self._checked_at = now
+        return stamp
 
     def clear(self) -> None:
         with self._lock:
-            self._rules, self._stamp, self._checked_at = None, None, 0.0
+            self._rules, self._stamp, self._checked_at, self._loaded_at = None, None, 0.0, 0.0
 
 
 rule_sets = RuleSetCache()
@@ -338,19 +403,24 @@ def preview(
     path: str, host: str = "", *, secure: bool = True, authenticated: bool = False
 ) -> list[PreviewRow]:
     """Every header a response on `path` gets, and what set it: the rules as saved now."""
-    resolution = RuleSet.load().resolve(host, path)
+    resolution = RuleSet.load(log_rehearsals=False).resolve(host, path)  # the live ones log
     rows = _enforced_rows(resolution, secure, authenticated)
+    on_the_wire = {row.header.lower() for row in rows}
     for decision in resolution.decisions:
-        if decision.report_only:
-            note = (
-                "report-only" if decision.sent_as else "rehearsal: shown here and logged, not sent"
-            )
-            rows.append(
-                PreviewRow(decision.sent_as or decision.header, decision.value, decision.rule, note)
-            )
-    set_by_rules = {row.header for row in rows}
+        if not decision.report_only:
+            continue
+        if decision.sent_as:
+            rows.append(PreviewRow(decision.sent_as, decision.value, decision.rule, "report-only"))
+            on_the_wire.add(decision.sent_as.lower())
+        else:
+            verb = "would remove it" if decision.removal else "would set it"
+            note = f"rehearsal: shown here and logged, not sent ({verb})"
+            rows.append(PreviewRow(decision.header, decision.value, decision.rule, note))
     for header, value in _settings_floor(secure).items():
-        if header not in set_by_rules and header.lower() not in resolution.remove:
+        if header.lower() not in on_the_wire and header.lower() not in resolution.remove:
             rows.append(PreviewRow(header, value, "settings", "no rule sets it"))
-    rows += [PreviewRow(_title(h), "", "", "removed") for h in sorted(resolution.remove)]
-    return rows
+    removed = [
+        PreviewRow(_title(h), "", resolution.removed_by[h], "removed")
+        for h in sorted(resolution.remove)
+    ]
+    return rows + removed

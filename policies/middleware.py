@@ -87,8 +87,16 @@ def apply_headers(resolution: Resolution, request: HttpRequest, response: HttpRe
 
 
 def with_nonce(directives: dict[str, list[str]]) -> dict[str, list]:
-    """Directives in django-csp's form, with the nonce slot where one can apply."""
+    """Directives in django-csp's form, with the nonce slot where one can apply.
+
+    A policy with only default-src gets script-src and style-src spelled out from it (the same
+    policy, as browsers fall back to default-src), so a page that uses a nonce still works.
+    """
     config: dict[str, list] = {name: list(sources) for name, sources in directives.items()}
+    fallback = config.get("default-src", [])
+    if fallback and "'none'" not in fallback:  # an explicit 'none' stays: no scripts at all
+        for name in ("script-src", "style-src"):
+            config.setdefault(name, list(fallback))
     for name in NONCE_DIRECTIVES:
         if name in config and "'none'" not in config[name]:
             config[name].append(NONCE)
@@ -100,9 +108,10 @@ class RuleCSPMiddleware(CSPMiddleware):
         """Send the rules' prepared policy, unless the page used a nonce or a CSP decorator
         (then django-csp builds it) or no rule sets a CSP (then the settings' policy applies)."""
         resolution = resolution_for(request)
+        debug_page = settings.DEBUG and response.status_code in (404, 500)  # as django-csp
         nonce_used = isinstance(getattr(request, "_csp_nonce", None), str)
         customised = not _VIEW_CSP_ATTRS.isdisjoint(vars(response))
-        if nonce_used or customised or resolution.csp_header is None:
+        if debug_page or nonce_used or customised or resolution.csp_header is None:
             return super().process_response(request, response)
         store = response.headers._store
         if _CSP_KEY not in store and not getattr(response, "_csp_exempt", False):

@@ -517,8 +517,33 @@ class HeaderRule(ServiceOnlyModel):
             ]
         if (self.hsts_include_subdomains or self.hsts_preload) and self.hsts_max_age is None:
             errors["hsts_max_age"] = ["Set a max-age to send HSTS with these options."]
+        elif self.hsts_preload and not (
+            self.hsts_include_subdomains and self.hsts_max_age >= 31_536_000
+        ):
+            errors["hsts_preload"] = [
+                "Preload needs includeSubDomains and a max-age of at least a year (31536000)."
+            ]
+        if not errors:
+            errors.update(self._oversized_headers())
         if errors:
             raise ValidationError(errors)
+
+    def _oversized_headers(self) -> dict[str, list[str]]:
+        """Each header as built must fit in 8 KiB: proxies refuse larger ones."""
+        from policies.headers import rule_headers
+
+        field_of = {
+            "Content-Security-Policy": "csp",
+            "Permissions-Policy": "permissions_policy",
+            "Reporting-Endpoints": "reporting_endpoints",
+        }
+        return {
+            field_of.get(name, "custom_headers"): [
+                f"{name} would be {len(value.encode())} bytes; at most 8 KiB fits through proxies."
+            ]
+            for name, value in rule_headers(self).items()
+            if len(value.encode()) > validators.MAX_HEADER_VALUE_BYTES
+        }
 
     def _path_error(self) -> str | None:
         if not self.path or not validators._VISIBLE_ASCII.fullmatch(self.path):

@@ -144,7 +144,7 @@ def _record(
     rolls_back: AuditEntry | None = None,
 ) -> AuditEntry:
     if kind is RULE:
-        transaction.on_commit(bump_stamp)  # every process reloads its rules within a second
+        transaction.on_commit(bump_stamp, robust=True)  # every process reloads within a second
     return audit.append(
         actor=actor.label,
         actor_user=actor.user,
@@ -453,16 +453,35 @@ def headers_reset(*, actor: Actor, reason: str) -> list[AuditEntry]:
                     rollback_note=note,
                 )
         for rule in HeaderRule.objects.filter(enabled=True).exclude(name__in=seeded):
-            rule_update(
-                rule=rule,
-                changes={"enabled": False},
-                version=rule.version,
-                actor=actor,
-                reason=reason,
-                rollback_note=note,
-            )
+            rule_disable(rule=rule, actor=actor, reason=reason, rollback_note=note)
     return list(AuditEntry.objects.filter(seq__gt=entries_before).order_by("seq"))
 
 
 def _rule_fields() -> list[str]:
     return [f.name for f in HeaderRule._meta.concrete_fields if f.name not in NOT_EDITABLE]
+
+
+def rule_disable(*, rule: HeaderRule, actor: Actor, reason: str, rollback_note: str) -> None:
+    """Switch a rule off, audited, without validating the rest of it: a rule that today's
+    validation would refuse (saved under older rules) must still be switchable off."""
+    _require_why(reason, rollback_note)
+    with transaction.atomic():
+        audit.lock()
+        obj = _locked(RULE, rule.pk)
+        if not obj.enabled:
+            return
+        before = snapshot(obj)
+        obj.enabled, obj.version = False, obj.version + 1
+        with service_writes():
+            obj.save(update_fields=["enabled", "version", "updated_at"])
+        _record(
+            RULE,
+            action=AuditAction.UPDATE,
+            pk=obj.pk,
+            key=obj.name,
+            before=before,
+            after=snapshot(obj),
+            actor=actor,
+            reason=reason,
+            rollback_note=rollback_note,
+        )

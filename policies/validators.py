@@ -16,10 +16,12 @@ MAX_HEADER_VALUE_BYTES = 8 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VISIBLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
-# Headers a rule may never set or remove: framing, hop-by-hop, cookies and routing.
+# Headers a rule may never set or remove: framing, hop-by-hop, cookies, caching keys, how files
+# are served, and routing to the proxy (X-Accel-*, X-Sendfile).
 FORBIDDEN_HEADERS = frozenset(
     {
         "connection",
+        "content-disposition",
         "content-length",
         "content-encoding",
         "content-type",
@@ -38,8 +40,15 @@ FORBIDDEN_HEADERS = frozenset(
         "trailer",
         "transfer-encoding",
         "upgrade",
+        "vary",
         "www-authenticate",
+        "x-accel-buffering",
+        "x-accel-charset",
+        "x-accel-expires",
+        "x-accel-limit-rate",
+        "x-accel-redirect",
         "x-request-id",
+        "x-sendfile",
     }
 )
 
@@ -104,7 +113,10 @@ CSP_KEYWORDS = frozenset(
         "'inline-speculation-rules'",
     }
 )
-_CSP_HASH = re.compile(r"'sha(256|384|512)-[A-Za-z0-9+/_-]+={0,2}'")
+# A base64 digest of the algorithm's exact length: 44, 64 or 88 characters with padding.
+_CSP_HASH = re.compile(
+    r"'(?:sha256-[A-Za-z0-9+/_-]{43}=|sha384-[A-Za-z0-9+/_-]{64}|sha512-[A-Za-z0-9+/_-]{86}==)'"
+)
 _CSP_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:")
 _CSP_HOST = re.compile(
     r"(?:[a-z][a-z0-9+.-]*://)?(?:\*|(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
@@ -230,9 +242,16 @@ def _check_csp_source(directive: str, source: str) -> str | None:
         return f"{directive}: {source} is not a CSP keyword or hash."
     if f"'{lowered}'" in CSP_KEYWORDS:
         return f"{directive}: the keyword {source} must be quoted: '{lowered}'."
-    if _CSP_SCHEME.fullmatch(source) or _CSP_HOST.fullmatch(source):
+    if _CSP_SCHEME.fullmatch(source):
+        return None
+    if _CSP_HOST.fullmatch(source) and _port_ok(source):
         return None
     return f"{directive}: {source!r} is not a valid host, scheme, keyword or hash."
+
+
+def _port_ok(source: str) -> bool:
+    port = re.search(r"^(?:[a-z][a-z0-9+.-]*://)?[^/:]+:(\d+)", source, re.IGNORECASE)
+    return port is None or 0 < int(port.group(1)) <= 65535
 
 
 def _csp_directive_errors(directive: str, values: object) -> list[str]:
@@ -245,6 +264,14 @@ def _csp_directive_errors(directive: str, values: object) -> list[str]:
         return [f"sandbox: {v!r} is not a sandbox flag." for v in bad]
     if directive == "report-uri":
         return [m for v in values if (m := _url_error(directive, v, allow_relative=True))]
+    if directive == "webrtc":
+        return [] if values in (["'allow'"], ["'block'"]) else ["webrtc: give 'allow' or 'block'."]
+    if directive == "report-to":
+        return [
+            f"report-to: {v!r} must be a Reporting-Endpoints name."
+            for v in values
+            if not isinstance(v, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", v)
+        ] or ([] if len(values) == 1 else ["report-to: give exactly one endpoint name."])
     if directive in CSP_OTHER_DIRECTIVES:
         return [
             f"{directive}: {v!r} must be a single token."
@@ -272,9 +299,15 @@ def validate_csp(directives: object) -> None:
         raise ValidationError(errors, code="csp")
 
 
+# Characters that would end a URL inside a header's syntax (CSP lists, structured fields).
+_URL_BREAKERS = re.compile(r"[\s;,'\"\\]")
+
+
 def _url_error(label: str, value: object, *, allow_relative: bool = False) -> str | None:
-    if not isinstance(value, str) or not _VISIBLE_ASCII.fullmatch(value) or " " in value:
+    if not isinstance(value, str) or not _VISIBLE_ASCII.fullmatch(value) or not value:
         return f"{label}: {value!r} is not a valid URL."
+    if _URL_BREAKERS.search(value):
+        return f"{label}: {value!r} may not contain spaces, quotes, backslashes, ';' or ','."
     if allow_relative and value.startswith("/") and not value.startswith("//"):
         return None
     parts = urlsplit(value)
@@ -295,14 +328,32 @@ def validate_permissions_policy(features: object) -> None:
         elif not isinstance(allowlist, list):
             errors.append(f"{feature}: give a list (empty to deny everywhere).")
         else:
+            if "*" in allowlist and len(allowlist) > 1:
+                errors.append(f"{feature}: * allows every origin; list nothing beside it.")
             for item in allowlist:
-                if item in ("*", "self", "src"):
-                    continue
-                if _url_error(feature, item) is None and urlsplit(item).path in ("", "/"):
+                if item in ("*", "self", "src") or _is_origin(item):
                     continue
                 errors.append(f"{feature}: {item!r} must be *, self, src or an https:// origin.")
     if errors:
         raise ValidationError(errors, code="permissions_policy")
+
+
+def _is_origin(value: object) -> bool:
+    """Exactly https://host[:port]: no path, query, fragment or user."""
+    if not isinstance(value, str) or _url_error("", value) is not None:
+        return False
+    parts = urlsplit(value)
+    try:
+        port_ok = parts.port is None or 0 < parts.port <= 65535
+    except ValueError:
+        return False
+    return (
+        parts.scheme == "https"
+        and bool(parts.hostname)
+        and port_ok
+        and parts.path in ("", "/")
+        and not (parts.query or parts.fragment or parts.username or "@" in parts.netloc)
+    )
 
 
 def validate_reporting_endpoints(endpoints: object) -> None:
@@ -328,6 +379,9 @@ def validate_custom_headers(headers: object) -> None:
             validate_header_value(value, label=f"value of {name}")
         except ValidationError as exc:
             errors.extend(exc.messages)
+    lowered = [str(name).lower() for name in headers]
+    if len(set(lowered)) != len(lowered):
+        errors.append("A header is listed twice (header names ignore letter case).")
     if errors:
         raise ValidationError(errors, code="custom_headers")
 

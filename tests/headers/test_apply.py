@@ -96,13 +96,14 @@ def test_a_download_gets_a_sandboxed_script_free_policy(client):
         "default-src": ["'none'"],
         "sandbox": [],
     }
-    assert response["X-Content-Type-Options"] == "nosniff"
+    assert_seeded_site_headers(response, csp_fragment="default-src 'none'")
 
 
 def test_behind_the_proxy_https_is_recognised(client, settings):
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     response = client.get("/t/plain/", HTTP_X_FORWARDED_PROTO="https")
-    assert response["Strict-Transport-Security"].startswith("max-age=31536000")
+    assert_seeded_site_headers(response)
+    assert "Strict-Transport-Security" not in client.get("/t/plain/")  # the header is needed
 
 
 def test_hsts_is_not_sent_over_plain_http(client):
@@ -301,3 +302,158 @@ def test_the_admin_inline_style_is_allowed_by_its_hash(client, editor):
     style = re.search(r"<style>(.*?)</style>", response.content.decode(), re.DOTALL).group(1)
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
     assert f"'sha256-{digest}'" in response["Content-Security-Policy"]
+
+
+def test_a_header_in_another_letter_case_is_still_the_same_header(client, actor):
+    add_rule(actor, name="hi", path="/t/", priority=900, custom_headers={"X-Foo": "high"})
+    add_rule(actor, name="lo", path="/t/", priority=500, custom_headers={"x-foo": "low"})
+    assert client.get("/t/plain/")["X-Foo"] == "high"
+    rows = [row for row in preview("/t/plain/") if row.header.lower() == "x-foo"]
+    assert [(row.value, row.source) for row in rows] == [("high", "hi")]
+
+
+def test_the_first_rule_decides_between_setting_and_removing(client, actor):
+    add_rule(actor, name="drop", path="/t/", priority=900, remove_headers=["X-Thing"])
+    add_rule(actor, name="keep", path="/t/", priority=500, custom_headers={"X-Thing": "1"})
+    assert "X-Thing" not in client.get("/t/plain/")
+    add_rule(actor, name="set-first", path="/t/pl", priority=900, custom_headers={"X-Thing": "2"})
+    assert client.get("/t/plain/")["X-Thing"] == "2"
+
+
+def test_a_report_only_rule_does_not_hide_the_settings_floor(client, actor):
+    add_rule(
+        actor,
+        name="ro-frames",
+        path="/t/",
+        priority=500,
+        mode="report_only",
+        x_frame_options="SAMEORIGIN",
+    )
+    site = HeaderRule.objects.get(name="site-wide")  # it sets DENY itself: take it away
+    services.rule_disable(rule=site, actor=actor, **WHY)
+    rule_sets.clear()
+    response = client.get("/t/plain/", secure=True)
+    rows = {(row.header, row.source) for row in preview("/t/plain/")}
+    assert response["X-Frame-Options"] == "DENY"  # Django's XFrameOptionsMiddleware
+    assert ("X-Frame-Options", "settings") in rows
+    assert ("X-Frame-Options", "ro-frames") in rows
+
+
+def test_report_only_rules_declare_their_reporting_endpoints(client, actor):
+    add_rule(
+        actor,
+        name="ro-csp",
+        path="/t/",
+        priority=500,
+        mode="report_only",
+        csp={"default-src": ["'self'"], "report-to": ["rehearsal"]},
+        reporting_endpoints={"rehearsal": "/csp-report/"},
+    )
+    endpoints = client.get("/t/plain/")["Reporting-Endpoints"]
+    assert 'rehearsal="/csp-report/"' in endpoints
+    assert 'csp="/csp-report/"' in endpoints
+
+
+def test_a_rule_for_this_host_wins_a_tie_with_a_rule_for_all_hosts(client, actor, settings):
+    settings.ALLOWED_HOSTS = ["testserver", "a.example"]
+    add_rule(actor, name="all", path="/t/", priority=500, custom_headers={"X-H": "all"})
+    add_rule(
+        actor,
+        name="zhost",
+        path="/t/",
+        host="a.example",
+        priority=500,
+        custom_headers={"X-H": "host"},
+    )
+    assert client.get("/t/plain/", HTTP_HOST="a.example")["X-H"] == "host"
+    assert client.get("/t/plain/")["X-H"] == "all"
+
+
+def test_a_page_with_a_nonce_works_under_a_default_src_only_policy(client, actor):
+    add_rule(actor, name="plain-csp", path="/t/", priority=500, csp={"default-src": ["'self'"]})
+    response = client.get("/t/nonce/", secure=True)
+    nonce = re.search(r'nonce="([^"]+)"', response.content.decode()).group(1)
+    policy = parse_csp(response["Content-Security-Policy"])
+    assert policy["script-src"] == ["'self'", f"'nonce-{nonce}'"]
+    assert policy["default-src"] == ["'self'"]
+
+
+def test_csp_replace_keeps_working(client):
+    policy = parse_csp(client.get("/t/replaced/", secure=True)["Content-Security-Policy"])
+    assert policy["img-src"] == ["https://only.example"]
+    assert policy["default-src"] == ["'self'"]
+
+
+def test_debug_error_pages_keep_django_csp_behaviour(client, settings):
+    settings.DEBUG = True
+    assert "Content-Security-Policy" not in client.get("/no/such/page/", secure=True)
+
+
+def test_requests_keep_working_when_the_shared_cache_is_down(client, monkeypatch):
+    class BrokenCache:
+        def get(self, *args, **kwargs):
+            raise ConnectionError("cache down")
+
+        add = set = get
+
+    client.get("/t/plain/")  # rules loaded while the cache worked
+    monkeypatch.setattr("policies.headers.cache", BrokenCache())
+    rule_sets._checked_at = 0.0  # force the next stamp check now
+    response = client.get("/t/plain/", secure=True)
+    assert response.status_code == HTTPStatus.OK
+    assert "default-src 'self'" in response["Content-Security-Policy"]
+
+
+def test_a_failed_stamp_bump_is_logged_and_caught_by_the_timer(monkeypatch, caplog):
+    from policies import headers
+
+    class BrokenCache:
+        def set(self, *args, **kwargs):
+            raise ConnectionError("cache down")
+
+    monkeypatch.setattr("policies.headers.cache", BrokenCache())
+    headers.bump_stamp()  # does not raise: the change it follows is committed
+    assert "could not bump" in caplog.text
+    monkeypatch.undo()
+    first = headers.rule_sets.get()
+    headers.rule_sets._checked_at = headers.rule_sets._loaded_at = -headers.FULL_RELOAD_SECONDS
+    assert headers.rule_sets.get() is not first  # reloaded though the stamp did not change
+
+
+@pytest.mark.parametrize("change", ["update", "delete", "rollback", "reset", "disable"])
+def test_every_kind_of_rule_change_bumps_the_stamp(
+    actor, change, django_capture_on_commit_callbacks
+):
+    from django.core.cache import cache
+
+    from policies.headers import STAMP_KEY
+    from policies.models import AuditEntry
+
+    rule = add_rule(actor, name="bumped", path="/t/")
+    cache.set(STAMP_KEY, "before")
+    with django_capture_on_commit_callbacks(execute=True):
+        if change == "update":
+            services.rule_update(rule=rule, changes={"priority": 7}, version=1, actor=actor, **WHY)
+        elif change == "delete":
+            services.rule_delete(rule=rule, version=1, actor=actor, **WHY)
+        elif change == "rollback":
+            entry = AuditEntry.objects.get(object_type="header_rule", object_id=str(rule.pk))
+            services.change_rollback(entry=entry, actor=actor, reason="undo")
+        elif change == "reset":
+            call_command("headers_reset", reason="reset", verbosity=0)
+        else:
+            services.rule_disable(rule=rule, actor=actor, **WHY)
+    assert cache.get(STAMP_KEY) != "before"
+
+
+def test_headers_reset_disables_a_rule_that_todays_validation_refuses(actor):
+    from django.db import connection
+
+    rule = add_rule(actor, name="legacy", path="/t/", custom_headers={"X-Old": "1"})
+    with connection.cursor() as cursor:  # as saved before custom headers could not shadow CSP
+        cursor.execute(
+            "UPDATE policies_headerrule SET custom_headers = %s WHERE id = %s",
+            ['{"Content-Security-Policy": "default-src *"}', rule.pk],
+        )
+    call_command("headers_reset", reason="legacy rule in the way", verbosity=0)
+    assert not HeaderRule.objects.get(name="legacy").enabled

@@ -42,6 +42,11 @@ source = st.one_of(
             "a b",
             "'sha256-YWJj'",
             "/csp-report/",
+            "/csp;script-src",
+            "/csp,default-src",
+            'https://a"b.example',
+            "a.example:99999",
+            "'sha256-blvLUW3UscWqsXGByNOqdBboM+ShWAuugp2mC/wbafU='",
         ]
     ),
     text,
@@ -63,14 +68,30 @@ rule_fields = st.fixed_dictionaries(
         "permissions_policy": st.dictionaries(
             st.one_of(st.sampled_from(["camera", "geolocation", "fullscreen"]), text),
             st.lists(
-                st.one_of(st.sampled_from(["self", "*", "https://a.example"]), text), max_size=2
+                st.one_of(
+                    st.sampled_from(
+                        ["self", "*", "https://a.example", 'https://a"b.example', "https://a/?q"]
+                    ),
+                    text,
+                ),
+                max_size=2,
             ),
             max_size=2,
         ),
         "reporting_endpoints": st.dictionaries(
-            st.one_of(st.just("csp"), text), st.one_of(st.just("/csp-report/"), text), max_size=1
+            st.one_of(st.just("csp"), text),
+            st.one_of(st.sampled_from(["/csp-report/", '/x"y', "https://r.example/r"]), text),
+            max_size=1,
         ),
         "x_frame_options": st.sampled_from(["", "DENY", "SAMEORIGIN", "ALLOW-FROM x"]),
+        "cross_origin_opener_policy": st.sampled_from(["", "same-origin", "unsafe-none", "x"]),
+        "cross_origin_embedder_policy": st.sampled_from(["", "require-corp", "credentialless"]),
+        "cross_origin_resource_policy": st.sampled_from(["", "same-site", "cross-origin"]),
+        "x_content_type_options_nosniff": st.booleans(),
+        "x_permitted_cross_domain_policies": st.sampled_from(["", "none", "all", "bogus"]),
+        "hsts_include_subdomains": st.booleans(),
+        "enabled": st.booleans(),
+        "host": st.one_of(st.just(""), st.just("testserver"), st.just("other.example"), text),
         "referrer_policy": st.sampled_from(["", "same-origin", "no-referrer", "unsafe-url"]),
         "hsts_max_age": st.one_of(st.none(), st.integers(-5, 10**9)),
         "hsts_preload": st.booleans(),
@@ -117,6 +138,11 @@ def test_a_rule_is_refused_or_sent_exactly_as_previewed(client, actor, fields):
             assert header in emitted, f"{header} previewed but not sent"
             assert _same_value(header, emitted[header], value)
         assert set(emitted) - FRAMEWORK_HEADERS <= set(shown), "a header the preview did not show"
+        # An oracle independent of the preview: the winning rule's own CSP, as CSP3 parses it.
+        applies = rule.enabled and rule.host in ("", "testserver")
+        if applies and rule.csp:
+            sent_as = CSP if rule.mode == "enforce" else CSP_REPORT_ONLY
+            assert parse_csp(emitted[sent_as.lower()]) == rule.csp
     finally:
         services.rule_delete(
             rule=rule, version=rule.version, actor=actor, reason="prop", rollback_note="x"

@@ -9,6 +9,7 @@ urlpatterns = [
     path("t/plain/", views.plain_page),
     path("t/json/", views.json_view),
     path("t/updated/", views.updated_page),
+    path("t/replaced/", views.replaced_page),
     path("t/exempt/", views.exempt_page),
     path("t/powered/", views.powered_page),
     path("t/browser-nonce/", views.browser_nonce_page),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from csp.decorators import csp_exempt, csp_update
+from csp.decorators import csp_exempt, csp_replace, csp_update
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import engines
 
@@ -48,3 +48,8 @@ _BROWSER_PAGE = engines["django"].from_string(
 
 def browser_nonce_page(request: HttpRequest) -> HttpResponse:
     return HttpResponse(_BROWSER_PAGE.render({}, request))
+
+
+@csp_replace({"img-src": ["https://only.example"]})
+def replaced_page(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("<!doctype html><title>r</title>")

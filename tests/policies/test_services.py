@@ -253,6 +253,23 @@ def test_rule_create_update_delete_are_audited(actor):
         ("remove_headers", ["Content-Length"], "cannot be set or removed"),
         ("cache_control", "no-store\n", "visible ASCII"),
         ("path", "no-slash", "start with /"),
+        ("csp", {"report-uri": ["/csp;script-src *"]}, "may not contain"),
+        ("csp", {"report-uri": ["/csp,default-src *"]}, "may not contain"),
+        ("csp", {"script-src": ["'sha256-abc'"]}, "not a CSP keyword or hash"),
+        ("csp", {"img-src": ["a.example:99999"]}, "not a valid host"),
+        (
+            "csp",
+            {"default-src": ["'self'"] + [f"https://h{n}.example" for n in range(600)]},
+            "8 KiB",
+        ),
+        ("permissions_policy", {"camera": ['https://a"b.example']}, "https:// origin"),
+        ("permissions_policy", {"camera": ["https://a.example/?x=1"]}, "https:// origin"),
+        ("permissions_policy", {"camera": ["*", "self"]}, "nothing beside it"),
+        ("reporting_endpoints", {"csp": '/x"y'}, "may not contain"),
+        ("custom_headers", {"X-Foo": "1", "x-foo": "2"}, "listed twice"),
+        ("custom_headers", {"Content-Disposition": "inline"}, "cannot be set"),
+        ("remove_headers", ["Vary"], "cannot be set or removed"),
+        ("custom_headers", {"Content-Security-Policy": "default-src *"}, "its own field"),
     ],
 )
 def test_rule_values_are_validated(actor, field, value, fragment):
@@ -320,3 +337,12 @@ def test_drift_ignores_fields_added_to_the_model_after_an_entry():
     assert _recorded_fields_differ({"title": "A", "version": 1}, {"title": "B", "version": 2}) == [
         "title"
     ]
+
+
+def test_hsts_preload_needs_subdomains_and_a_year(actor):
+    data = {**RULE, "hsts_max_age": 86_400, "hsts_preload": True}
+    with pytest.raises(ValidationError) as caught:
+        services.rule_create(data=data, actor=actor, **WHY)
+    assert "includeSubDomains" in caught.value.message_dict["hsts_preload"][0]
+    data.update(hsts_max_age=31_536_000, hsts_include_subdomains=True)
+    assert services.rule_create(data=data, actor=actor, **WHY).hsts_preload

@@ -76,7 +76,7 @@ def test_values_over_8_kib_are_refused():
         "data:",
         "https://cdn.example.com",
         "*.example.com:443",
-        "'sha256-abc+/=='",
+        "'sha256-blvLUW3UscWqsXGByNOqdBboM+ShWAuugp2mC/wbafU='",
         "example.com/path/",
     ],
 )
