@@ -4,6 +4,8 @@ A report is reduced to (document path, directive, blocked URI) before anything i
 no query string, fragment or user info survives, and a cross-origin blocked URI keeps only its
 origin. Rows are counted with `F()` updates, so concurrent reports never lose a count; past
 `settings.CSP_REPORTS_MAX_ROWS` distinct rows, new combinations are counted in one overflow row.
+A report whose fields hold control characters (NUL included) or lone surrogates, or whose document
+is not an absolute http(s) URL (nor about:, blob:, data:), refuses the whole request.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ OVERFLOW_PATH = "(overflow)"
 _DIRECTIVE = re.compile(r"[a-z][a-z0-9-]*")
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 _WEB_SCHEMES = frozenset({"http", "https", "ws", "wss"})
+# A document is a web page (absolute http(s) URL with a host) or one of these, kept by scheme only.
+_DOCUMENT_SCHEMES = frozenset({"http", "https"})
+_NON_WEB_DOCUMENT_SCHEMES = frozenset({"about", "blob", "data"})
+# C0 controls (NUL included), DEL and C1 controls: no URL or directive a browser sends holds one,
+# and PostgreSQL cannot store NUL in text at all.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _FIELD_LENGTHS = {
     field: CspReport._meta.get_field(field).max_length
@@ -144,12 +152,16 @@ def _violation(
         raise ReportRefused("bad_request", f'The report has no "{directive_name}".')
     if blocked is not None and not isinstance(blocked, str):
         raise ReportRefused("bad_request", f'"{blocked_name}" must be a string.')
+    _require_clean_text(document_url, url_name)
+    _require_clean_text(directive, directive_name)
+    _require_clean_text(blocked or "", blocked_name)
     # Old browsers send the whole directive ("script-src 'self'") as violated-directive.
     directive = directive.split()[0].lower()
     if not _DIRECTIVE.fullmatch(directive):
         raise ReportRefused("bad_request", f'"{directive_name}" is not a directive name.')
     try:
         document = urlsplit(document_url.strip())
+        _require_document_url(document, url_name)
         blocked_uri = reduce_blocked_uri(blocked or "", document)
     except ValueError:
         raise ReportRefused(
@@ -159,6 +171,36 @@ def _violation(
         document_path=_truncate("document_path", document_path(document)),
         directive=_truncate("directive", directive),
         blocked_uri=_truncate("blocked_uri", blocked_uri),
+    )
+
+
+def _require_clean_text(value: str, name: str) -> None:
+    """bad_request unless `value` is text every database stores as given.
+
+    JSON can carry a lone surrogate (`"\\ud800"`), which has no UTF-8 form, and NUL, which
+    PostgreSQL refuses; both would fail at the database after parsing succeeded.
+    """
+    if _CONTROL.search(value):
+        raise ReportRefused("bad_request", f'"{name}" contains a control character.')
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ReportRefused("bad_request", f'"{name}" is not valid Unicode text.') from None
+
+
+def _require_document_url(document: SplitResult, name: str) -> None:
+    """bad_request unless the document is an http(s) URL with a host, or about:, blob: or data:.
+
+    ValueError (from `.port`) when the port is not a number in range; the caller refuses that too.
+    """
+    scheme = document.scheme.lower()
+    if scheme in _NON_WEB_DOCUMENT_SCHEMES:
+        return
+    if scheme in _DOCUMENT_SCHEMES and document.hostname:
+        _ = document.port  # raises ValueError on a port that is not a number in range
+        return
+    raise ReportRefused(
+        "bad_request", f'"{name}" must be an absolute http(s) URL (or about:, blob:, data:).'
     )
 
 
@@ -287,6 +329,11 @@ def throttle_wait(address: str | None, *, limit: int) -> int | None:
 
     The counters live in the shared cache (one per address and minute), so every worker and
     machine counts together. Requests without a usable address share one counter.
+
+    With Redis, `incr` is atomic and the limit exact. Without it (REDIS_URL unset) the counters
+    live in Django's DatabaseCache, whose `incr` is a read then a write, not atomic: concurrent
+    requests can read the same count and both write count + 1, so a burst may get somewhat more
+    than `limit` through. The limit is approximate there, which is enough to blunt a flood.
     """
     now = _epoch_seconds()
     window = int(now // THROTTLE_WINDOW_SECONDS)

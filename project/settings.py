@@ -126,6 +126,9 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "portcullis_cache",
+            # The default MAX_ENTRIES (300) culls live entries: throttle counters and the
+            # header-rules stamp would be evicted long before they expire.
+            "OPTIONS": {"MAX_ENTRIES": 100_000, "CULL_FREQUENCY": 10},
         }
     }
 

@@ -11,7 +11,8 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.db import DatabaseCache
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
@@ -357,6 +358,143 @@ def test_malformed_bodies_are_refused_and_nothing_is_stored(client, body, conten
     assert not CspReport.objects.exists()
 
 
+# Lone surrogates have no UTF-8 form (SQLite and PostgreSQL both fail on them); PostgreSQL cannot
+# store NUL; no browser-sent URL or directive holds a control character.
+BAD_TEXT = [
+    pytest.param("\ud800", id="lone-high-surrogate"),
+    pytest.param("\udc80", id="lone-low-surrogate"),
+    pytest.param("\x00", id="nul"),
+    pytest.param("\x01", id="c0"),
+    pytest.param("\t", id="tab"),
+    pytest.param("\n", id="newline"),
+    pytest.param("\x1f", id="unit-separator"),
+    pytest.param("\x7f", id="del"),
+    pytest.param("\x85", id="c1-nel"),
+    pytest.param("\x9f", id="c1-last"),
+]
+
+
+def assert_refused(response) -> None:
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["code"] == "bad_request"
+    assert response.json()["detail"]
+    assert not CspReport.objects.exists()
+
+
+@pytest.mark.parametrize("bad", BAD_TEXT)
+@pytest.mark.parametrize("field", ["document", "blocked", "directive"])
+def test_report_uri_text_that_cannot_be_stored_is_refused(client, field, bad):
+    values = {
+        "document": "https://example.com/page",
+        "directive": "img-src",
+        "blocked": "https://cdn.example.net/x.png",
+    }
+    values[field] += bad  # json.dumps writes it as a \uXXXX escape, as an attacker would
+
+    assert_refused(post(client, report_uri_body(**values)))
+
+
+@pytest.mark.parametrize("bad", BAD_TEXT)
+@pytest.mark.parametrize("field", ["documentURL", "blockedURL", "effectiveDirective", "url"])
+def test_reporting_api_text_that_cannot_be_stored_is_refused(client, field, bad):
+    entry = reporting_api_entry()
+    if field == "url":  # the entry's URL stands in for a missing documentURL
+        del entry["body"]["documentURL"]
+        entry["url"] = "https://example.com/page" + bad
+    else:
+        entry["body"][field] = bad + entry["body"][field]
+
+    assert_refused(post(client, [reporting_api_entry(), entry], REPORTS_JSON))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # The reviewer's cases, byte for byte: escapes in the JSON text itself.
+        b'{"csp-report": {"document-uri": "https://example.com/", '
+        b'"effective-directive": "img-src", "blocked-uri": "\\ud800"}}',
+        b'{"csp-report": {"document-uri": "https://example.com/\\u0000", '
+        b'"effective-directive": "img-src", "blocked-uri": "inline"}}',
+        b'{"csp-report": {"document-uri": "https://example.com/", '
+        b'"effective-directive": "img-src", "blocked-uri": "https://x.test/\\u0000"}}',
+        # A raw (UTF-8 encoded) C1 control, which JSON itself allows inside a string.
+        b'{"csp-report": {"document-uri": "https://example.com/\xc2\x85", '
+        b'"effective-directive": "img-src", "blocked-uri": "inline"}}',
+    ],
+)
+def test_escaped_surrogates_and_nul_in_raw_json_are_refused(client, body):
+    assert_refused(post(client, body))
+
+
+def test_text_in_fields_that_are_not_stored_does_not_matter(client):
+    """Script samples may hold newlines, and nothing but the three reduced fields is kept."""
+    body = report_uri_body(document="https://example.com/p", blocked="inline")
+    body["csp-report"]["script-sample"] = "alert(1)\n\x00\ud800"
+    body["csp-report"]["referrer"] = "\x00"
+
+    assert post(client, body).status_code == HTTPStatus.NO_CONTENT
+    assert rows() == [("/p", "script-src-elem", "inline", 1)]
+
+
+def test_non_ascii_text_and_escaped_surrogate_pairs_are_stored(client):
+    """Only lone surrogates are refused: a pair escaped in JSON is one character, stored as such."""
+    body = (
+        b'{"csp-report": {"document-uri": "https://example.com/caf\xc3\xa9/\\ud83d\\ude00", '
+        b'"effective-directive": "img-src", "blocked-uri": "https://b\\u00fccher.example/x"}}'
+    )
+
+    assert post(client, body).status_code == HTTPStatus.NO_CONTENT
+    assert rows() == [("/caf\u00e9/\U0001f600", "img-src", "https://b\u00fccher.example", 1)]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "not a url at all",
+        "/relative/path",
+        "//example.com/scheme-relative",
+        "example.com/page",
+        "localhost:8000/page",
+        "https:",
+        "https://",
+        "https:///no-host",
+        "https://user:pw@/no-host",
+        "https:example.com/page",
+        "https://example.com:99999/",
+        "https://example.com:port/",
+        "http://[::1/",
+        "ftp://example.com/file",
+        "ws://example.com/socket",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "chrome-extension://abcdef/page.html",
+    ],
+)
+def test_a_document_that_is_not_an_absolute_web_url_is_refused(client, document):
+    assert_refused(post(client, report_uri_body(document=document)))
+    entry = reporting_api_entry(document=document)
+    assert_refused(post(client, [entry], REPORTS_JSON))
+
+
+@pytest.mark.parametrize(
+    ("document", "stored"),
+    [
+        ("https://example.com", "/"),
+        ("HTTP://Example.COM:8080/a/b?x=1", "/a/b"),
+        ("https://[2001:db8::1]/v6", "/v6"),
+        ("about:blank", "about:"),
+        ("about:srcdoc", "about:"),
+        ("blob:https://example.com/5f1c", "blob:"),
+        ("data:text/html,<p>secret</p>", "data:"),
+    ],
+)
+def test_web_and_known_non_web_documents_are_accepted(client, document, stored):
+    response = post(client, report_uri_body(document=document, blocked="inline"))
+
+    assert response.status_code == HTTPStatus.NO_CONTENT
+    assert CspReport.objects.get().document_path == stored
+
+
 def test_one_bad_entry_refuses_the_whole_batch(client):
     payload = [reporting_api_entry(), {"type": "csp-violation", "body": "nope"}]
 
@@ -449,6 +587,17 @@ def test_the_throttle_counts_refused_requests_and_resets_next_minute(client, mon
 
     assert response.status_code == HTTPStatus.NO_CONTENT
     assert CspReport.objects.get().count == 2
+
+
+def test_the_database_cache_keeps_throttle_counters_past_300_entries(frozen_clock, settings):
+    """Django's DatabaseCache culls at MAX_ENTRIES (300 by default), which reset the counters."""
+    if not isinstance(caches["default"], DatabaseCache):
+        pytest.skip("the shared cache is Redis here, which does not cull by count")
+    assert caches["default"]._max_entries >= 100_000
+    assert reports.throttle_wait("192.0.2.1", limit=1) is None
+    cache.set_many({f"unrelated:{n}": n for n in range(400)})
+
+    assert reports.throttle_wait("192.0.2.1", limit=1) == 45
 
 
 # --- Row cap ------------------------------------------------------------------------------------
