@@ -8,7 +8,6 @@ the audit trail, and the latest change of an object can be rolled back from ther
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -39,7 +38,6 @@ from policies.forms import (
     RehearsalCopyForm,
     RollbackForm,
     RuleForm,
-    editable_fields,
     readable_messages,
 )
 from policies.models import AuditEntry, CspReport, HeaderRule, Mode, UploadPolicy
@@ -595,33 +593,6 @@ class RuleChangeList(ChangeList):
         return lookups
 
 
-def rehearsal_name(name: str, taken: set[str]) -> str:
-    """`<name>-rehearsal`, or `-rehearsal-2`, `-3`… when taken; the name cut to fit the field."""
-    max_length = HeaderRule._meta.get_field("name").max_length
-    suffixes = ("-rehearsal" if n == 1 else f"-rehearsal-{n}" for n in itertools.count(1))
-    return next(
-        candidate
-        for suffix in suffixes
-        if (candidate := name[: max_length - len(suffix)] + suffix) not in taken
-    )
-
-
-def rehearsal_data(rule: HeaderRule, name: str) -> dict[str, Any]:
-    """A report-only, enabled copy of `rule` under `name`: same place, same headers."""
-    data = {field: copy.deepcopy(getattr(rule, field)) for field in editable_fields(HeaderRule)}
-    intro = (
-        f"Report-only rehearsal of {rule.name}: edit it, watch the reports, "
-        f"then apply the change to {rule.name}."
-    )
-    data.update(
-        name=name,
-        mode=Mode.REPORT_ONLY,
-        enabled=True,
-        description=f"{intro}\n\n{rule.description}".strip(),
-    )
-    return data
-
-
 @admin.register(HeaderRule)
 class HeaderRuleAdmin(AuditedAdmin):
     kind = services.RULE
@@ -756,7 +727,7 @@ class HeaderRuleAdmin(AuditedAdmin):
         taken = set(HeaderRule.objects.values_list("name", flat=True))
         rows = []
         for rule in rules:
-            name = rehearsal_name(rule.name, taken)
+            name = services.rehearsal_name(rule.name, taken)
             taken.add(name)
             rows.append({"rule": rule, "copy_name": name})
         context = {
@@ -780,10 +751,10 @@ class HeaderRuleAdmin(AuditedAdmin):
         actor, made = Actor.from_request(request), []
         taken = set(HeaderRule.objects.values_list("name", flat=True))
         for rule in rules:
-            name = rehearsal_name(rule.name, taken)
+            name = services.rehearsal_name(rule.name, taken)
             try:
-                rehearsal = services.rule_create(
-                    data=rehearsal_data(rule, name), actor=actor, **form.why()
+                rehearsal = services.rule_rehearsal_create(
+                    rule=rule, name=name, actor=actor, **form.why()
                 )
             except ValidationError as error:
                 refusal = " ".join(readable_messages(error))

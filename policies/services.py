@@ -6,6 +6,8 @@ entry; a refusal raises (ValidationError or PolicyConflict) and leaves nothing b
 
 from __future__ import annotations
 
+import copy
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,7 @@ from django.http import HttpRequest
 
 from policies import audit
 from policies.headers import bump_stamp
-from policies.models import AuditAction, AuditEntry, HeaderRule, UploadPolicy, service_writes
+from policies.models import AuditAction, AuditEntry, HeaderRule, Mode, UploadPolicy, service_writes
 from project.errors import PolicyConflict
 from project.middleware import current_request_id
 from project.net import client_ip
@@ -485,3 +487,33 @@ def rule_disable(*, rule: HeaderRule, actor: Actor, reason: str, rollback_note: 
             reason=reason,
             rollback_note=rollback_note,
         )
+
+
+def rehearsal_name(name: str, taken: set[str]) -> str:
+    """`<name>-rehearsal`, or `-rehearsal-2`, `-3`… when taken; the name cut to fit the field."""
+    max_length = HeaderRule._meta.get_field("name").max_length
+    suffixes = ("-rehearsal" if n == 1 else f"-rehearsal-{n}" for n in itertools.count(1))
+    return next(
+        candidate
+        for suffix in suffixes
+        if (candidate := name[: max_length - len(suffix)] + suffix) not in taken
+    )
+
+
+def rule_rehearsal_create(
+    *, rule: HeaderRule, name: str, actor: Actor, reason: str, rollback_note: str
+) -> HeaderRule:
+    """A report-only, enabled copy of `rule` under `name` (same place, same headers), to edit
+    and watch before changing the rule itself: the "report-only rollout" preset."""
+    data = {field: copy.deepcopy(getattr(rule, field)) for field in _rule_fields()}
+    intro = (
+        f"Report-only rehearsal of {rule.name}: edit it, watch the reports, "
+        f"then apply the change to {rule.name}."
+    )
+    data.update(
+        name=name,
+        mode=Mode.REPORT_ONLY,
+        enabled=True,
+        description=f"{intro}\n\n{rule.description}".strip(),
+    )
+    return rule_create(data=data, actor=actor, reason=reason, rollback_note=rollback_note)

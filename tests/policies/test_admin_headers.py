@@ -9,9 +9,9 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission
 
 from policies import services
-from policies.admin import rehearsal_name
 from policies.models import AuditEntry, HeaderRule
 from policies.presets import OWASP
+from policies.services import rehearsal_name
 from tests.policies.test_admin import (
     RULE_ADD,
     RULE_LIST,
