@@ -216,11 +216,18 @@ def _reporting_endpoints(rules: list[CompiledRule]) -> Decision | None:
         for name, url in rule.endpoints.items():
             if name not in merged:
                 merged[name] = url
-                sources += [rule.name] if rule.name not in sources else []
+                if rule.name not in sources:
+                    sources.append(rule.name)
     if not merged:
         return None
     value = ", ".join(f'{name}="{url}"' for name, url in merged.items())
     return Decision(REPORTING_ENDPOINTS, value, ", ".join(sources))
+
+
+def _setting_rule(chosen: dict[str, tuple], header: str) -> CompiledRule | None:
+    """The rule whose value of `header` won (None if none sets it, or the winner removes it)."""
+    name_value_rule = chosen.get(header.lower())
+    return name_value_rule[2] if name_value_rule and name_value_rule[1] is not None else None
 
 
 def _store(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, str]]:
@@ -238,24 +245,23 @@ def _resolve(rules: Iterable[CompiledRule]) -> Resolution:
         Decision(h, v or "", r.name, report_only=True, removal=v is None)
         for h, v, r in rehearsed.values()
     ]
-    csp_key, pp_key = CSP.lower(), PERMISSIONS_POLICY.lower()
-    csp = enforced[csp_key][2].csp if enforced.get(csp_key, (0, None))[1] else None
-    csp_ro = rehearsed[csp_key][2].csp if rehearsed.get(csp_key, (0, None))[1] else None
+    csp = _setting_rule(enforced, CSP)
+    csp_ro = _setting_rule(rehearsed, CSP)
     wire = {d.header: d.value for d in decisions if not d.report_only and d.header != CSP}
-    if rehearsed.get(pp_key, (0, None))[1]:
-        wire[PERMISSIONS_POLICY_REPORT_ONLY] = rehearsed[pp_key][1]
+    if rehearsed_pp := _setting_rule(rehearsed, PERMISSIONS_POLICY):
+        wire[PERMISSIONS_POLICY_REPORT_ONLY] = rehearsed_pp.headers[PERMISSIONS_POLICY]
     conditional = {HSTS, CACHE_CONTROL}  # sent over HTTPS only, to signed-in users only
     return Resolution(
         decisions=tuple(decisions),
-        csp=csp,
-        csp_report_only=csp_ro,
+        csp=csp.csp if csp else None,
+        csp_report_only=csp_ro.csp if csp_ro else None,
         remove=frozenset(key for key, (_h, value, _r) in enforced.items() if value is None),
         removed_by={key: r.name for key, (_h, value, r) in enforced.items() if value is None},
         always=_store((h, v) for h, v in wire.items() if h not in conditional),
         over_https=_store((h, v) for h, v in wire.items() if h != CACHE_CONTROL),
         signed_in_only=_store((h, v) for h, v in wire.items() if h == CACHE_CONTROL),
-        csp_header=csp_value(csp) if csp else None,
-        csp_report_only_header=csp_value(csp_ro) if csp_ro else None,
+        csp_header=csp_value(csp.csp) if csp else None,
+        csp_report_only_header=csp_value(csp_ro.csp) if csp_ro else None,
     )
 
 
