@@ -50,40 +50,38 @@ def resolution_for(request: HttpRequest) -> Resolution:
     return resolution
 
 
-def _is_authenticated(request: HttpRequest) -> bool:
-    """Signed in? Without a session cookie a still-lazy user is anonymous: skip building it."""
-    user = getattr(request, "user", None)
-    if user is None:
-        return False
-    if settings.SESSION_COOKIE_NAME not in request.COOKIES:
-        lazy = isinstance(user, SimpleLazyObject)
-        if lazy and user._wrapped is empty:
-            return False
-    return user.is_authenticated
-
-
 class RuleHeadersMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        # Read once: `settings` is a lazy object, and this runs on every response.
+        self.session_cookie = settings.SESSION_COOKIE_NAME
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        apply_headers(resolution_for(request), request, response)
+        resolution = resolution_for(request)
+        # Django's header store is written directly: the values were validated when the rule
+        # was saved (visible ASCII, no CR/LF), and this runs on every response.
+        store = response.headers._store
+        # HSTS goes out over HTTPS only: over plain HTTP it means nothing.
+        store.update(resolution.over_https if request.is_secure() else resolution.always)
+        if resolution.signed_in_only and self.is_authenticated(request):
+            store.update(resolution.signed_in_only)  # Cache-Control is for signed-in pages
+        for header in resolution.remove:  # already lower-cased
+            store.pop(header, None)
         return response
 
+    def is_authenticated(self, request: HttpRequest) -> bool:
+        """Signed in? Without a session cookie a still-lazy user is anonymous: skip building it.
 
-def apply_headers(resolution: Resolution, request: HttpRequest, response: HttpResponse) -> None:
-    # Django's header store is written directly: the values were validated when the rule was
-    # saved (visible ASCII, no CR/LF), and this runs on every response.
-    store = response.headers._store
-    if request.is_secure():
-        store.update(resolution.over_https)  # HSTS only here: it means nothing over plain HTTP
-    else:
-        store.update(resolution.always)
-    if resolution.signed_in_only and _is_authenticated(request):
-        store.update(resolution.signed_in_only)  # Cache-Control is for signed-in pages
-    for header in resolution.remove:  # already lower-cased
-        store.pop(header, None)
+        object.__getattribute__ reads the lazy user's state without LazyObject's slow hook.
+        """
+        user = getattr(request, "user", None)
+        if user is None:
+            return False
+        anonymous_if_lazy = self.session_cookie not in request.COOKIES
+        if anonymous_if_lazy and type(user) is SimpleLazyObject:
+            return object.__getattribute__(user, "_wrapped") is not empty and user.is_authenticated
+        return user.is_authenticated
 
 
 def with_nonce(directives: dict[str, list[str]]) -> dict[str, list]:
