@@ -3,7 +3,8 @@
 1. Header rules: requests/s for a trivial view through the project's middleware with the seeded
    rules, against the same stack without the header middleware (target >= 0.97), and against
    SecurityMiddleware + XFrameOptionsMiddleware + django-csp with static settings in place of both
-   rule middlewares (target >= 1.0).
+   rule middlewares (target >= 1.0). A fourth stack sends the same headers from a fixed dict, so
+   the output shows what resolving the rules costs apart from writing the headers.
 2. Audit log: changes/s for `policy_update` against a bare ORM save of the same change.
 """
 
@@ -67,7 +68,7 @@ def audited_update(policy: UploadPolicy, n: int) -> UploadPolicy:
 
 HEADERS = "policies.middleware.RuleHeadersMiddleware"
 RULE_CSP = "policies.middleware.RuleCSPMiddleware"
-REQUESTS, ROUNDS_EACH = 4000, 8
+BATCH, BATCHES = 200, 300  # requests per timed batch; batches per stack
 
 
 def stacks() -> dict[str, list[str]]:
@@ -84,48 +85,57 @@ def stacks() -> dict[str, list[str]]:
     }
 
 
-def requests_per_second(middleware: list[str]) -> float:
-    with override_settings(MIDDLEWARE=middleware, ROOT_URLCONF="bench.urls"):
+def warmed_handler(middleware: list[str], environ: dict) -> WSGIHandler:
+    with override_settings(MIDDLEWARE=middleware):  # read once, when the handler is built
         handler = WSGIHandler()
-        environ = RequestFactory().get("/bench/", secure=True).environ
-        start_response = lambda status, headers: None  # noqa: E731
-        for _ in range(200):  # warm-up: rules compiled, caches filled
-            handler(dict(environ), start_response)
-        gc.collect()
-        gc.disable()  # a collection landing in one stack's timing is noise, not its cost
-        try:
-            start = time.perf_counter()
-            for _ in range(REQUESTS):
-                handler(dict(environ), start_response)
-            return REQUESTS / (time.perf_counter() - start)
-        finally:
-            gc.enable()
+    for _ in range(300):  # rules compiled, caches filled
+        handler(dict(environ), lambda status, headers: None)
+    return handler
+
+
+def seconds_per_request(handler: WSGIHandler, environ: dict) -> float:
+    start_response = lambda status, headers: None  # noqa: E731
+    start = time.perf_counter()
+    for _ in range(BATCH):
+        handler(dict(environ), start_response)
+    return (time.perf_counter() - start) / BATCH
 
 
 def header_bench() -> None:
-    """Each round times every stack back to back; ratios are taken within a round (so a slow
-    spell of the machine cancels out) and the median round is reported."""
-    rounds = []
-    for _ in range(ROUNDS_EACH):
-        rounds.append({name: requests_per_second(mw) for name, mw in stacks().items()})
-    for name in rounds[0]:
-        print(f"{name:<34} {statistics.median(r[name] for r in rounds):9.0f} requests/s")
-
-    def ratio(baseline: str) -> float:
-        return statistics.median(r["rules"] / r[baseline] for r in rounds)
-
-    print(
-        f"{'ratio rules / no header middleware':<34} {ratio('no header middleware'):9.3f}"
-        "  (target >= 0.97)"
-    )
-    print(
-        f"{'ratio rules / static django-csp':<34} {ratio('static django-csp'):9.3f}"
-        "  (target >= 1.0)"
-    )
-    print(
-        f"{'ratio rules / same headers, fixed':<34} {ratio('same headers, fixed'):9.3f}"
-        "  (what resolving the rules costs)"
-    )
+    """Short batches of every stack, interleaved (order reversed every other round), so each
+    stack sees the same machine. A shared machine only ever slows a batch down, by far more than
+    the differences measured here, so each stack's cost is its best batch, as timeit advises;
+    the median of the ratios within a round is printed beside it as a cross-check."""
+    environ = RequestFactory().get("/bench/", secure=True).environ
+    with override_settings(ROOT_URLCONF="bench.urls"):
+        handlers = {name: warmed_handler(mw, environ) for name, mw in stacks().items()}
+        times: dict[str, list[float]] = {name: [] for name in handlers}
+        gc.collect()
+        gc.disable()  # a collection landing in one stack's batch is noise, not its cost
+        try:
+            for round_number in range(BATCHES):
+                order = list(handlers) if round_number % 2 else list(reversed(handlers))
+                for name in order:
+                    times[name].append(seconds_per_request(handlers[name], environ))
+        finally:
+            gc.enable()
+    best = {name: min(samples) for name, samples in times.items()}
+    for name, seconds in best.items():
+        print(f"{name:<34} {1 / seconds:9.0f} requests/s (best batch)")
+    slowdown = statistics.median(times["rules"]) / best["rules"]
+    print(f"{'machine noise':<34} {slowdown:9.2f}x  (median batch / best batch)")
+    for baseline, target in (
+        ("no header middleware", "target >= 0.97"),
+        ("static django-csp", "target >= 1.0"),
+        ("same headers, fixed", "what resolving the rules costs"),
+    ):
+        paired = statistics.median(
+            b / r for r, b in zip(times["rules"], times[baseline], strict=True)
+        )
+        print(
+            f"{'ratio rules / ' + baseline:<34} {best[baseline] / best['rules']:9.3f}"
+            f"  (paired median {paired:.3f}; {target})"
+        )
 
 
 def main() -> None:

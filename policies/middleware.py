@@ -53,8 +53,9 @@ def resolution_for(request: HttpRequest) -> Resolution:
 class RuleHeadersMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        # Read once: `settings` is a lazy object, and this runs on every response.
+        # Read once: every read of the lazy `settings` costs more than the rest of this work.
         self.session_cookie = settings.SESSION_COOKIE_NAME
+        self.trusts_proxy_scheme = bool(settings.SECURE_PROXY_SSL_HEADER)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
@@ -63,12 +64,17 @@ class RuleHeadersMiddleware:
         # was saved (visible ASCII, no CR/LF), and this runs on every response.
         store = response.headers._store
         # HSTS goes out over HTTPS only: over plain HTTP it means nothing.
-        store.update(resolution.over_https if request.is_secure() else resolution.always)
+        store.update(resolution.over_https if self.is_secure(request) else resolution.always)
         if resolution.signed_in_only and self.is_authenticated(request):
             store.update(resolution.signed_in_only)  # Cache-Control is for signed-in pages
         for header in resolution.remove:  # already lower-cased
             store.pop(header, None)
         return response
+
+    def is_secure(self, request: HttpRequest) -> bool:
+        """request.is_secure(), minus its settings read when no proxy header is trusted: then
+        the scheme is the server's, from the hook Django's WSGI and ASGI requests implement."""
+        return request.is_secure() if self.trusts_proxy_scheme else request._get_scheme() == "https"
 
     def is_authenticated(self, request: HttpRequest) -> bool:
         """Signed in? Without a session cookie a still-lazy user is anonymous: skip building it.

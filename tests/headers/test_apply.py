@@ -106,6 +106,12 @@ def test_behind_the_proxy_https_is_recognised(client, settings):
     assert "Strict-Transport-Security" not in client.get("/t/plain/")  # the header is needed
 
 
+def test_without_the_proxy_setting_a_forwarded_https_gets_no_hsts(client):
+    response = client.get("/t/plain/", HTTP_X_FORWARDED_PROTO="https")
+    assert "Strict-Transport-Security" not in response
+    assert response["Permissions-Policy"]  # the rules did apply, over plain HTTP
+
+
 def test_hsts_is_not_sent_over_plain_http(client):
     response = client.get("/t/plain/")
     assert "Strict-Transport-Security" not in response
