@@ -17,6 +17,9 @@ class FileType:
     extensions: tuple[str, ...]
     kind: str  # image, document, text, archive, markup, data
     active: bool = False
+    # What libmagic also reports for this type's files: it sees CSV without commas and JSON as
+    # plain text, so a .csv file sniffed as text/plain is a CSV table.
+    also_sniffed_as: tuple[str, ...] = ()
 
 
 FILE_TYPES: dict[str, FileType] = {
@@ -30,8 +33,10 @@ FILE_TYPES: dict[str, FileType] = {
         FileType("image/tiff", "TIFF image", ("tif", "tiff"), "image"),
         FileType("application/pdf", "PDF document", ("pdf",), "document"),
         FileType("text/plain", "Plain text", ("txt", "text", "log", "md"), "text"),
-        FileType("text/csv", "CSV table", ("csv",), "text"),
-        FileType("application/json", "JSON data", ("json",), "data"),
+        FileType("text/csv", "CSV table", ("csv",), "text", also_sniffed_as=("text/plain",)),
+        FileType(
+            "application/json", "JSON data", ("json",), "data", also_sniffed_as=("text/plain",)
+        ),
         FileType(
             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
             "Word document",
@@ -57,6 +62,27 @@ FILE_TYPES: dict[str, FileType] = {
 }
 
 RASTER_IMAGE_TYPES = frozenset(m for m, t in FILE_TYPES.items() if t.kind == "image")
+
+
+def type_of(sniffed: str, extension: str) -> str:
+    """The registry type of a file libmagic sniffed as `sniffed`, given its name's extension.
+
+    Normally the sniffed type itself; a type libmagic reports under another name (CSV as
+    text/plain) when the extension says so and the content allows it.
+    """
+    known = FILE_TYPES.get(sniffed)
+    if known and extension in known.extensions:
+        return sniffed
+    for mime, file_type in FILE_TYPES.items():
+        if extension in file_type.extensions and sniffed in file_type.also_sniffed_as:
+            return mime
+    return sniffed
+
+
+def label_of(mime: str) -> str:
+    """How an end user would name the type ("PNG image"), or the MIME type when unknown."""
+    known = FILE_TYPES.get(mime)
+    return known.label if known else mime
 
 
 def extensions_for(mimes: list[str]) -> set[str]:

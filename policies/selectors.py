@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from policies.models import AuditEntry
+from policies.models import AuditEntry, UploadAccess, UploadPolicy
 
 
 def audit_entries_for(*, object_type: str, object_id: str) -> QuerySet[AuditEntry]:
@@ -28,3 +28,19 @@ def latest_seq_for(*, object_type: str, object_id: str) -> int | None:
 
 def is_latest_change(entry: AuditEntry) -> bool:
     return latest_seq_for(object_type=entry.object_type, object_id=entry.object_id) == entry.seq
+
+
+def may_upload(policy: UploadPolicy, user) -> bool:
+    """Whether `user` may upload under `policy` (its "who may upload" setting)."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    if policy.upload_access == UploadAccess.STAFF:
+        return user.is_staff
+    if policy.upload_access == UploadAccess.GROUPS:
+        return user.groups.filter(name__in=policy.allowed_groups).exists()
+    return True
+
+
+def policies_usable_by(user) -> list[UploadPolicy]:
+    """The enabled policies `user` may upload under."""
+    return [p for p in UploadPolicy.objects.filter(enabled=True) if may_upload(p, user)]

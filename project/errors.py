@@ -72,6 +72,26 @@ class PortcullisError(Exception):
         return {"code": self.code, "detail": self.detail, **self.extra}
 
 
+def request_parse_error(exc: Exception) -> PortcullisError:
+    """What the client is told when Django cannot read its request body (shared by the API's
+    error pages and the upload views, so a form and the API say the same)."""
+    from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+    from django.http import UnreadablePostError
+    from django.http.multipartparser import MultiPartParserError
+
+    if isinstance(exc, TooManyFilesSent):
+        return UploadRejected("too_many_files", "The request carries more files than allowed.")
+    if isinstance(exc, RequestDataTooBig):
+        return UploadRejected("request_too_large", "The request's form fields are too large.")
+    if isinstance(exc, TooManyFieldsSent):
+        return UploadRejected("parse_error", "The request carries more form fields than allowed.")
+    if isinstance(exc, UnreadablePostError):
+        return UploadRejected("bad_request", "The upload was interrupted before it finished.")
+    if isinstance(exc, MultiPartParserError):
+        return UploadRejected("parse_error", "The multipart form data is malformed.")
+    return PortcullisError("bad_request", "The request could not be understood.")
+
+
 class UploadRejected(PortcullisError):
     """An upload the policy refuses."""
 

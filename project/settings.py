@@ -149,13 +149,21 @@ USE_TZ = True
 
 # Files: uploads live outside every URL-served folder and reach users only through views.
 UPLOAD_ROOT = Path(env_str("UPLOAD_ROOT") or VAR_DIR / "uploads").resolve()
+# Uploads stream into this folder while they are checked; beside UPLOAD_ROOT, storing is a rename.
+FILE_UPLOAD_TEMP_DIR = str(Path(env_str("UPLOAD_TEMP_DIR") or VAR_DIR / "upload-tmp").resolve())
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(UPLOAD_ROOT), "base_url": None, "file_permissions_mode": 0o640},
+        "OPTIONS": {
+            "location": str(UPLOAD_ROOT),
+            "base_url": None,
+            "file_permissions_mode": 0o640,
+            "directory_permissions_mode": 0o750,
+        },
     },
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"

@@ -2,11 +2,21 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
+from policies.api import UploadPolicyList
 from policies.report_views import csp_report
 from project import views
 from project.api_root import api_root
+from uploads.api import UploadDetail, UploadDownload, UploadListCreate
+
+api_v1 = [
+    path("", api_root, name="api-root"),
+    path("uploads/", UploadListCreate.as_view(), name="api-uploads"),
+    path("uploads/<uuid:pk>/", UploadDetail.as_view(), name="api-upload"),
+    path("uploads/<uuid:pk>/download/", UploadDownload.as_view(), name="api-upload-download"),
+    path("upload-policies/", UploadPolicyList.as_view(), name="api-upload-policies"),
+]
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -15,7 +25,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("api/v1/", api_root, name="api-root"),
+    path("api/v1/", include(api_v1)),
+    path("", include("uploads.urls")),
     path("csp-report/", csp_report, name="csp-report"),
 ]
 

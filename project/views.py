@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -13,7 +12,7 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from project.errors import ERROR_STATUS
+from project.errors import ERROR_STATUS, request_parse_error
 
 
 @require_safe
@@ -45,13 +44,8 @@ def error_json(code: str, detail: str, status: int | None = None) -> JsonRespons
 
 
 def _bad_request_error(exception: Exception | None) -> JsonResponse:
-    if isinstance(exception, TooManyFilesSent):
-        return error_json("too_many_files", "The request carries more files than allowed.")
-    if isinstance(exception, RequestDataTooBig):
-        return error_json("request_too_large", "The request body is larger than allowed.")
-    if isinstance(exception, TooManyFieldsSent):
-        return error_json("bad_request", "The request carries more form fields than allowed.")
-    return error_json("bad_request", "The request could not be understood.")
+    error = request_parse_error(exception or Exception())
+    return error_json(error.code, error.detail)
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

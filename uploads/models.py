@@ -29,9 +29,13 @@ class Upload(models.Model):
     )
     stored_name = models.CharField(max_length=100, unique=True)
     original_name = models.CharField(max_length=255)
-    size_bytes = models.BigIntegerField()
-    sha256 = models.CharField(max_length=64)
-    content_type = models.CharField(max_length=100)
+    size_bytes = models.BigIntegerField(help_text="Size of the stored file.")
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the stored file.")
+    content_type = models.CharField(max_length=100, help_text="The sniffed type.")
+    reencoded = models.BooleanField(
+        default=False,
+        help_text="An image the pipeline re-encoded: only these may be served inline.",
+    )
     status = models.CharField(
         max_length=16, choices=UploadStatus.choices, default=UploadStatus.STORED
     )
@@ -54,9 +58,14 @@ class UploadEvent(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    size_bytes = models.BigIntegerField(null=True)
-    content_type = models.CharField(max_length=100, blank=True)
-    sha256 = models.CharField(max_length=64, blank=True)
+    filename = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The name the client sent, control characters removed.",
+    )
+    size_bytes = models.BigIntegerField(null=True, help_text="Size as received.")
+    content_type = models.CharField(max_length=100, blank=True, help_text="The sniffed type.")
+    sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 as received.")
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -1,0 +1,104 @@
+"""The uploads API: thin DRF views over the pipeline, the selectors and the services."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from django.shortcuts import get_object_or_404
+from rest_framework import generics, serializers
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from uploads import services
+from uploads.models import Upload
+from uploads.pipeline import UploadAttempt
+from uploads.receive import PolicyMultiPartParser
+from uploads.selectors import may_delete, uploads_visible_to
+from uploads.serving import download_response
+
+DEFAULT_POLICY = "default"
+
+
+class UploadSerializer(serializers.ModelSerializer):
+    filename = serializers.CharField(source="original_name")
+    size = serializers.IntegerField(source="size_bytes")
+    policy = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Upload
+        fields = ["id", "filename", "size", "sha256", "content_type", "policy", "created_at"]
+        read_only_fields = fields
+
+
+class UploadListCreate(generics.ListAPIView):
+    """GET: the caller's uploads. POST ?policy=<slug>: upload the multipart field `file`.
+
+    The policy comes from the URL so its limits apply while the body streams: the attempt
+    installs them in initialize_request(), before authentication's CSRF check reads the body.
+    """
+
+    serializer_class = UploadSerializer
+    parser_classes = [PolicyMultiPartParser]
+    attempt: UploadAttempt | None = None
+
+    def get_queryset(self):
+        return uploads_visible_to(self.request.user)
+
+    def initialize_request(self, request, *args, **kwargs) -> Request:
+        if request.method == "POST":
+            self.attempt = UploadAttempt(request, request.GET.get("policy", DEFAULT_POLICY))
+        return super().initialize_request(request, *args, **kwargs)
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        if self.attempt is None:
+            return super().initial(request, *args, **kwargs)
+        with self.attempt.refusing():  # session authentication's CSRF check reads the body
+            super().initial(request, *args, **kwargs)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if self.attempt is not None:  # also when authentication or a permission refused
+            self.attempt.clean_up()
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def post(self, request: Request) -> Response:
+        uploads = self.attempt.run()
+        data = UploadSerializer(uploads, many=True).data
+        return Response(data[0] if len(data) == 1 else data, status=HTTPStatus.CREATED)
+
+
+class UploadDetail(generics.RetrieveDestroyAPIView):
+    """GET: one upload's details. DELETE: remove it (its owner, or holders of delete_upload)."""
+
+    serializer_class = UploadSerializer
+
+    def get_queryset(self):
+        return uploads_visible_to(self.request.user)
+
+    def perform_destroy(self, instance: Upload) -> None:
+        if not may_delete(self.request.user, instance):
+            raise PermissionDenied("You may not delete this upload.")
+        services.upload_delete(upload=instance)
+
+
+class AnyAccept(BaseContentNegotiation):
+    """A download is its file whatever the Accept header asks for (no 406)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class UploadDownload(generics.GenericAPIView):
+    """GET: the stored file, streamed as an attachment."""
+
+    content_negotiation_class = AnyAccept
+
+    def get_queryset(self):
+        return uploads_visible_to(self.request.user)
+
+    def get(self, request: Request, pk: str):
+        return download_response(get_object_or_404(self.get_queryset(), pk=pk))

@@ -1,0 +1,144 @@
+"""Step 2 of the pipeline, inspect: the checks each received file passes, in this order.
+
+1. `empty_file`: it has content.
+2. `filename_invalid`: its name can be made safe (uploads.names).
+3. `extension_not_allowed`: the name's extension is on the policy's list.
+4. `type_not_allowed`: the type libmagic sniffs from the content is on the policy's list
+   (never the client's Content-Type or the name).
+5. `type_mismatch`: the extension is one that type may carry.
+6. By kind: images decode fully within the pixel limits (`image_too_large`, `image_invalid`)
+   and are re-encoded when the policy says so; PDFs hold no active content the policy refuses
+   (`active_content`); archives are refused (`archive_rejected`) until archive inspection lands.
+
+The first refusal wins: each check raises UploadRejected.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import IO
+
+import magic
+from django.conf import settings
+
+from policies.filetypes import FILE_TYPES, label_of, type_of
+from policies.models import UploadPolicy
+from project.errors import UploadRejected
+from uploads import images, pdfs
+from uploads.names import extension_of, sanitize_filename
+from uploads.receive import ReceivedFile
+from uploads.services import AcceptedFile, FileFacts
+
+SNIFF_BYTES = 1024 * 1024  # libmagic's own default window
+
+
+def received_facts(received: ReceivedFile) -> FileFacts:
+    return FileFacts(
+        filename=printable(received.client_name), size=received.size, sha256=received.sha256
+    )
+
+
+def printable(name: str) -> str:
+    """The client's name fit for an event row and a log line (not for keeping)."""
+    return "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in name)[:255]
+
+
+def sniff(content: IO[bytes]) -> str:
+    content.seek(0)
+    head = content.read(SNIFF_BYTES)
+    content.seek(0)
+    return magic.from_buffer(head, mime=True)
+
+
+def inspect_file(policy: UploadPolicy, received: ReceivedFile, facts: FileFacts) -> AcceptedFile:
+    """Run the checks above; `facts` is filled in as they learn (the refusal event reads it)."""
+    if received.size == 0:
+        raise UploadRejected("empty_file", "The file is empty.")
+    name = sanitize_filename(
+        received.client_name,
+        max_bytes=policy.filename_max_bytes,
+        allow_non_ascii=policy.filename_allow_non_ascii,
+    )
+    extension = extension_of(name)
+    check_extension(policy, extension)
+    facts.content_type = type_of(sniff(received.temp), extension)
+    check_type(policy, facts.content_type, extension)
+    content, reencoded = check_content(policy, received.temp, facts.content_type)
+    return AcceptedFile(facts=facts, original_name=name, content=content, reencoded=reencoded)
+
+
+def _listing(items: list[str]) -> str:
+    return ", ".join(items) if items else "nothing (the policy allows no files)"
+
+
+def check_extension(policy: UploadPolicy, extension: str) -> None:
+    if extension in policy.allowed_extensions:
+        return
+    allowed = _listing([f".{e}" for e in policy.allowed_extensions])
+    which = f"Files ending in .{extension} are" if extension else "Files without an extension are"
+    raise UploadRejected(
+        "extension_not_allowed", f"{which} not accepted here. Accepted: {allowed}."
+    )
+
+
+def check_type(policy: UploadPolicy, mime: str, extension: str) -> None:
+    if mime not in policy.allowed_types:
+        allowed = _listing([label_of(t) for t in policy.allowed_types])
+        found = (
+            f"The file's content is {_a(label_of(mime))}, which this upload does not accept."
+            if mime in FILE_TYPES
+            else f"The file's content ({mime}) is not a type this upload accepts."
+        )
+        raise UploadRejected("type_not_allowed", f"{found} Accepted: {allowed}.")
+    if extension not in FILE_TYPES[mime].extensions:
+        expected = " or ".join(f".{e}" for e in FILE_TYPES[mime].extensions)
+        raise UploadRejected(
+            "type_mismatch",
+            f"The file's content is {_a(label_of(mime))}, but its name ends in .{extension}. "
+            f"Rename it to end in {expected} and try again.",
+        )
+
+
+def _a(label: str) -> str:
+    return f"an {label}" if label[:1].lower() in "aeiou" else f"a {label}"
+
+
+def check_content(policy: UploadPolicy, content: IO[bytes], mime: str) -> tuple[IO[bytes], bool]:
+    """The kind-specific checks; returns the bytes to keep and whether they were re-encoded."""
+    kind = FILE_TYPES[mime].kind
+    if kind == "image":
+        images.inspect_image(
+            content, mime=mime, max_pixels=policy.image_max_pixels, max_side=policy.image_max_side
+        )
+        if policy.image_reencode:
+            return reencoded_copy(content, mime), True
+    elif mime == "application/pdf":
+        pdfs.inspect_pdf(content, refuse=refused_pdf_content(policy))
+    elif kind == "archive":
+        raise UploadRejected(
+            "archive_rejected", "Archives cannot be inspected yet, so none are accepted."
+        )
+    return content, False
+
+
+def refused_pdf_content(policy: UploadPolicy) -> set[str]:
+    flags = {
+        "javascript": policy.pdf_refuse_javascript,
+        "launch": policy.pdf_refuse_launch_actions,
+        "embedded_files": policy.pdf_refuse_embedded_files,
+        "xfa": policy.pdf_refuse_xfa,
+    }
+    return {kind for kind, refused in flags.items() if refused}
+
+
+def reencoded_copy(content: IO[bytes], mime: str) -> IO[bytes]:
+    """A clean copy in a temporary file, deleted when closed (the attempt closes it)."""
+    copy = tempfile.NamedTemporaryFile(dir=settings.FILE_UPLOAD_TEMP_DIR, suffix=".upload")  # noqa: SIM115
+    try:
+        images.reencode_image(content, copy, mime=mime)
+        copy.flush()
+        copy.seek(0)
+    except BaseException:
+        copy.close()
+        raise
+    return copy

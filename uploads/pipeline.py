@@ -1,0 +1,132 @@
+"""The upload pipeline: one code path for the upload form and the API.
+
+    receive (uploads.receive) -> inspect (uploads.inspect) -> decide -> store -> record
+                                                                      (uploads.services)
+
+Decisions, in this order; the first refusal wins and is recorded as one UploadEvent:
+1. `policy_not_found`, `policy_disabled`: the upload target.
+2. `permission_denied`: who may upload under the policy.
+3. `request_too_large`: the Content-Length, before a byte of the body is read.
+4. While the body streams: `file_required` (a file outside the "file" field),
+   `too_many_files`, `file_too_large`; and what Django's parser refuses (`parse_error`, ...).
+5. `file_required`: no file at all.
+6. Each file in the order sent: the checks of uploads.inspect.
+Then every file is stored and recorded together, or none is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.core.exceptions import SuspiciousOperation
+from django.http import HttpRequest, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
+
+from policies.models import UploadAccess, UploadPolicy
+from policies.selectors import may_upload
+from project.errors import PortcullisError, UploadRejected, request_parse_error
+from project.net import client_ip
+from uploads.inspect import inspect_file, received_facts
+from uploads.models import Upload
+from uploads.receive import FILE_FIELD, PolicyUploadHandler, ReceivedFile, install_receiver
+from uploads.services import AcceptedFile, FileFacts, Uploader, record_decision, uploads_create
+
+_PARSE_ERRORS = (MultiPartParserError, SuspiciousOperation, UnreadablePostError)
+
+
+def policy_refusal(policy: UploadPolicy | None, slug: str) -> UploadRejected | None:
+    if policy is None:
+        return UploadRejected("policy_not_found", f'There is no upload target "{slug[:50]}".')
+    if not policy.enabled:
+        return UploadRejected("policy_disabled", "This upload target is switched off.")
+    return None
+
+
+class UploadAttempt:
+    """One request's way through the pipeline. Create it before anything reads the body;
+    `request` is Django's request (under DRF, `request._request`)."""
+
+    def __init__(self, request: HttpRequest, slug: str) -> None:
+        self.request = request
+        self.slug = slug
+        self.policy = UploadPolicy.objects.filter(slug=slug).first()
+        self.refusal = policy_refusal(self.policy, slug)
+        # With a refusal, any read of the body raises it: nothing streams into Django's default
+        # handlers meanwhile.
+        self.handler = install_receiver(request, PolicyUploadHandler(self.policy, self.refusal))
+        self.facts = FileFacts()
+        self._accepted: list[AcceptedFile] = []
+
+    def run(self) -> list[Upload]:
+        """Decide, store and record; a refusal is recorded, then raised."""
+        try:
+            with self.refusing():
+                return self._run()
+        finally:
+            self.clean_up()
+
+    @contextmanager
+    def refusing(self) -> Iterator[None]:
+        """Inside, an error reading the body becomes the recorded refusal it stands for: for
+        code that reads the body before run() does (a CSRF check, DRF's authentication)."""
+        try:
+            yield
+        except (PortcullisError, *_PARSE_ERRORS) as exc:
+            refusal = self.refuse(exc)
+            if refusal is exc:
+                raise
+            raise refusal from exc
+
+    def refuse(self, exc: Exception) -> PortcullisError:
+        """Record the refusal `exc` stands for (a parse error included); drop what arrived."""
+        if isinstance(exc, PortcullisError):
+            refusal = exc
+        else:
+            refusal = self.handler.rejection or request_parse_error(exc)
+        record_decision(
+            policy_slug=self.slug, code=refusal.code, uploader=self._uploader(), facts=self.facts
+        )
+        self.clean_up()
+        return refusal
+
+    def _uploader(self) -> Uploader:
+        return Uploader(
+            user=getattr(self.request, "user", None),
+            client_ip=client_ip(self.request),
+            request_id=getattr(self.request, "request_id", ""),
+        )
+
+    def _run(self) -> list[Upload]:
+        if self.refusal:
+            raise self.refusal
+        if not may_upload(self.policy, self.request.user):
+            raise UploadRejected("permission_denied", _no_access_detail(self.policy))
+        for file in self._receive():
+            self.facts = received_facts(file)
+            self._accepted.append(inspect_file(self.policy, file, self.facts))
+        return uploads_create(policy=self.policy, files=self._accepted, uploader=self._uploader())
+
+    def _receive(self) -> list[ReceivedFile]:
+        self.request.FILES  # noqa: B018 - reading it streams the body through the handler
+        if self.handler.rejection:
+            raise self.handler.rejection
+        if not self.handler.received:
+            raise UploadRejected(
+                "file_required",
+                "Choose a file to upload "
+                f'(sent as multipart/form-data, in the field "{FILE_FIELD}").',
+            )
+        return self.handler.received
+
+    def clean_up(self) -> None:
+        """Close, and so delete, every temporary file of this attempt (safe to repeat)."""
+        self.handler.discard()
+        for accepted in self._accepted:
+            accepted.content.close()
+
+
+def _no_access_detail(policy: UploadPolicy) -> str:
+    if policy.upload_access == UploadAccess.STAFF:
+        return "Only staff may upload here."
+    return "Only members of certain groups may upload here."

@@ -1,0 +1,155 @@
+"""Step 1 of the pipeline, receive: stream the request body into temporary files under the
+policy's limits, hashing on the same pass.
+
+`install_receiver()` must run before anything reads the body (Django's CSRF check and DRF's
+session authentication both read `request.POST`): it puts the policy's handler in place, and
+the parser that keeps each filename exactly as the client sent it, so the pipeline's name check
+can refuse a traversal or a disguised name instead of Django quietly trimming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParser
+from rest_framework import parsers
+
+from policies.models import UploadPolicy
+from policies.units import format_bytes
+from project.errors import UploadRejected
+
+FILE_FIELD = "file"
+CHUNK_BYTES = 256 * 1024
+
+
+@dataclass
+class ReceivedFile:
+    """One file as it arrived: in a temporary file, with its size and SHA-256."""
+
+    temp: TemporaryUploadedFile
+    client_name: str  # as sent, HTML entities decoded; the name check decides what survives
+    size: int
+    sha256: str
+
+
+class RawNameMultiPartParser(MultiPartParser):
+    """Django's parser, minus its filename trimming (path parts, unprintable characters)."""
+
+    def sanitize_file_name(self, file_name: str) -> str | None:
+        return html.unescape(file_name) or None
+
+
+def _parse_keeping_raw_names(request: HttpRequest, meta: dict, post_data: Any):
+    """Replaces HttpRequest.parse_file_upload for this request (see install_receiver)."""
+    return RawNameMultiPartParser(
+        meta, post_data, request.upload_handlers, request.encoding
+    ).parse()
+
+
+class PolicyMultiPartParser(parsers.MultiPartParser):
+    """DRF's multipart parser, on RawNameMultiPartParser. Parse errors propagate as Django
+    raises them, so the pipeline reports them as a form would (`request_parse_error`)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        request = parser_context["request"]
+        meta = {**request.META, "CONTENT_TYPE": media_type}
+        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
+        parser = RawNameMultiPartParser(meta, stream, request.upload_handlers, encoding)
+        return parsers.DataAndFiles(*parser.parse())
+
+
+class PolicyUploadHandler(FileUploadHandler):
+    """Enforces the policy's request, file-count and per-file caps while the body streams.
+
+    A refusal is kept in `rejection` and stops the parse (the rest of the body, bounded by the
+    request cap, is read and dropped so the client gets the answer). Every temporary file it
+    creates is closed (so deleted) by `discard()`.
+    """
+
+    chunk_size = CHUNK_BYTES
+
+    def __init__(self, policy: UploadPolicy | None, refusal: UploadRejected | None = None) -> None:
+        """With a `refusal` (no such policy, say), any read of the body raises it at once."""
+        super().__init__()
+        self.policy = policy
+        self.refusal = refusal
+        self.rejection: UploadRejected | None = None
+        self.received: list[ReceivedFile] = []
+        self._temps: list[TemporaryUploadedFile] = []
+        self._current: TemporaryUploadedFile | None = None
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        """Refuse an oversized request from its Content-Length, before reading a byte."""
+        if self.refusal:
+            raise self.refusal
+        cap = self.policy.max_request_bytes
+        if content_length > cap:
+            raise UploadRejected(
+                "request_too_large",
+                f"The request is {format_bytes(content_length)}; this upload accepts requests "
+                f"of at most {format_bytes(cap)}.",
+            )
+
+    def new_file(self, field_name, file_name, content_type, content_length, charset=None, *a):
+        super().new_file(field_name, file_name, content_type, content_length, charset, *a)
+        if field_name != FILE_FIELD:
+            self._refuse("file_required", f'Send files in the form field "{FILE_FIELD}".')
+        if len(self.received) >= self.policy.max_files_per_request:
+            limit = self.policy.max_files_per_request
+            self._refuse(
+                "too_many_files",
+                f"This upload accepts {limit} file{'s' if limit > 1 else ''} at a time.",
+            )
+        self._current = TemporaryUploadedFile(file_name, content_type, 0, charset)
+        self._temps.append(self._current)
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        self._size += len(raw_data)
+        if self._size > self.policy.max_file_size_bytes:
+            self._refuse(
+                "file_too_large",
+                f"The file is larger than {self.policy.max_file_size_display}, "
+                "the most this upload accepts.",
+            )
+        self._current.write(raw_data)
+        self._hash.update(raw_data)
+        return None
+
+    def file_complete(self, file_size: int) -> TemporaryUploadedFile:
+        temp, self._current = self._current, None
+        temp.flush()
+        temp.seek(0)
+        temp.size = self._size
+        self.received.append(ReceivedFile(temp, self.file_name, self._size, self._hash.hexdigest()))
+        return temp
+
+    def upload_interrupted(self) -> None:
+        self.discard()
+
+    def _refuse(self, code: str, detail: str) -> None:
+        self.rejection = UploadRejected(code, detail)
+        self.discard()
+        raise StopUpload(connection_reset=False)
+
+    def discard(self) -> None:
+        """Close, and so delete, every temporary file this handler made."""
+        for temp in self._temps:
+            temp.close()
+        self._current = None
+
+
+def install_receiver(request: HttpRequest, handler: PolicyUploadHandler) -> PolicyUploadHandler:
+    """Make this request's body stream through `handler` (call before anything reads it)."""
+    request.upload_handlers = [handler]
+    request.parse_file_upload = partial(_parse_keeping_raw_names, request)
+    return handler

@@ -1,0 +1,105 @@
+"""The upload pages: upload under a policy, list my uploads, download and delete them.
+
+The upload form posts through the same pipeline as the API (uploads.pipeline) and shows the
+same `detail` text next to the field when it refuses.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_http_methods, require_safe
+
+from policies.filetypes import label_of
+from policies.models import UploadPolicy
+from policies.selectors import may_upload
+from project.errors import PortcullisError, UploadRejected
+from uploads import services
+from uploads.models import Upload
+from uploads.pipeline import UploadAttempt, policy_refusal
+from uploads.receive import FILE_FIELD
+from uploads.selectors import may_delete, uploads_visible_to
+from uploads.serving import download_response
+
+DEFAULT_POLICY = "default"
+
+
+@csrf_exempt  # checked in _store_checked, once the policy's limits guard the body
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def upload_page(request: HttpRequest, slug: str = DEFAULT_POLICY) -> HttpResponse:
+    if request.method != "POST":
+        return _form(request, slug)
+    attempt = UploadAttempt(request, slug)
+    try:
+        with attempt.refusing():  # the CSRF check reads the body, so it can raise a refusal
+            return _store_checked(request, attempt)
+    except PortcullisError as refusal:
+        return _form(request, slug, refusal=refusal)
+    finally:
+        attempt.clean_up()  # also when the CSRF check refused
+
+
+@csrf_protect
+def _store_checked(request: HttpRequest, attempt: UploadAttempt) -> HttpResponse:
+    uploads = attempt.run()
+    names = ", ".join(upload.original_name for upload in uploads)
+    messages.success(request, f"Uploaded {names}.")
+    return redirect("uploads:mine")
+
+
+def _form(request: HttpRequest, slug: str, refusal: PortcullisError | None = None) -> HttpResponse:
+    policy = UploadPolicy.objects.filter(slug=slug).first()
+    refusal = refusal or policy_refusal(policy, slug) or _access_refusal(policy, request.user)
+    usable = refusal is None or refusal.code not in ("policy_not_found", "policy_disabled")
+    context = {
+        "policy": policy if usable else None,
+        "slug": slug,
+        "refusal": refusal,
+        "field": FILE_FIELD,
+        "accept": ",".join(_accept(policy)) if usable else "",
+        "type_labels": [label_of(t) for t in policy.allowed_types] if usable else [],
+    }
+    return render(
+        request, "uploads/upload.html", context, status=refusal.status if refusal else 200
+    )
+
+
+def _access_refusal(policy: UploadPolicy, user) -> UploadRejected | None:
+    if may_upload(policy, user):
+        return None
+    return UploadRejected("permission_denied", "You may not upload files here.")
+
+
+def _accept(policy: UploadPolicy) -> list[str]:
+    """The file chooser's filter: the policy's extensions (types alone would let others in)."""
+    return [f".{extension}" for extension in policy.allowed_extensions]
+
+
+@login_required
+@require_safe
+def my_uploads(request: HttpRequest) -> HttpResponse:
+    uploads = uploads_visible_to(request.user).filter(owner=request.user)
+    return render(request, "uploads/mine.html", {"uploads": uploads})
+
+
+@login_required
+@require_safe
+def download(request: HttpRequest, pk: str) -> HttpResponse:
+    return download_response(get_object_or_404(uploads_visible_to(request.user), pk=pk))
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def delete(request: HttpRequest, pk: str) -> HttpResponse:
+    upload: Upload = get_object_or_404(uploads_visible_to(request.user), pk=pk)
+    if not may_delete(request.user, upload):
+        return render(request, "uploads/confirm_delete.html", {"upload": upload}, status=403)
+    if request.method == "POST":
+        services.upload_delete(upload=upload)
+        messages.success(request, f"Deleted {upload.original_name}.")
+        return redirect("uploads:mine")
+    return render(request, "uploads/confirm_delete.html", {"upload": upload, "allowed": True})
