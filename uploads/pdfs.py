@@ -173,7 +173,7 @@ def _forget_stream_data(reader: PdfReader, reference: IndirectObject, obj: objec
     Object streams stay cached: pypdf reads the objects inside them from the cached copy.
     """
     if isinstance(obj, StreamObject) and dict.get(obj, "/Type") != "/ObjStm":
-        dict.get((reference.generation, reference.idnum), None)
+        reader.resolved_objects.pop((reference.generation, reference.idnum), None)
 
 
 def _names_in(root: object) -> Iterator[str]:
@@ -255,7 +255,7 @@ class _TokenScanner:
         self._buffer = b""
         self._buffer_offset = 0  # file offset of self._buffer[0]
         self._resume = 0  # index in self._buffer where the next token may start
-        self._last_object_stream_name = -_OBJECT_STREAM_REACH - 1  # file offset
+        self._object_stream_name_at: int | None = None  # file offset of an unmatched /ObjStm
 
     def feed(self, chunk: bytes) -> None:
         self._buffer += chunk
@@ -291,7 +291,7 @@ class _TokenScanner:
     def _take_name(self, match: re.Match[bytes]) -> None:
         name = _decoded_name(match.group())
         if name == _OBJECT_STREAM_NAME:
-            self._last_object_stream_name = self._buffer_offset + match.start()
+            self._object_stream_name_at = self._buffer_offset + match.start()
         elif len(match.group()) > _SHORT_TOKEN or self._follows_pdf_syntax(match.start()):
             self.names.add(name)
 
@@ -302,21 +302,22 @@ class _TokenScanner:
     def _take_stream_keyword(self, match: re.Match[bytes]) -> None:
         """Note where an object stream's Flate data starts.
 
-        That is: a zlib header right after a `stream` keyword that comes soon after an /ObjStm
-        name (in the stream's dictionary). Images, fonts and attachments are not inflated: no
-        viewer reads objects from them, and their bytes would only bring false alarms.
+        That is at the first `stream` keyword with a zlib header after it that follows an /ObjStm
+        name (from the stream's dictionary, so at most _OBJECT_STREAM_REACH before it). Images,
+        fonts and attachments are not inflated: no viewer reads objects from them, and their
+        bytes would only bring false alarms.
         """
+        if self._object_stream_name_at is None:
+            return
         if match.start() > 0 and self._buffer[match.start() - 1] not in _DELIMITERS:
             return  # the end of `endstream`, or of some other word
         data_start = self._buffer_offset + match.end()
-        near_object_stream_name = data_start - self._last_object_stream_name <= _OBJECT_STREAM_REACH
-        head = self._buffer[match.end() : match.end() + 2]
-        if (
-            near_object_stream_name
-            and _looks_like_zlib(head)
-            and len(self.object_stream_starts) < _MAX_OBJECT_STREAMS
-        ):
-            self.object_stream_starts.append(data_start)
+        if data_start - self._object_stream_name_at > _OBJECT_STREAM_REACH:
+            self._object_stream_name_at = None
+        elif _looks_like_zlib(self._buffer[match.end() : match.end() + 2]):
+            self._object_stream_name_at = None
+            if len(self.object_stream_starts) < _MAX_OBJECT_STREAMS:
+                self.object_stream_starts.append(data_start)
 
 
 def _chunks(source: BinaryIO, size: int = _CHUNK_SIZE) -> Iterator[bytes]:

@@ -75,6 +75,14 @@ def benign_pdf() -> bytes:
     return _assemble([*_page_objects(), info], trailer_extra=b"/Info 6 0 R")
 
 
+def benign_pdf_with_compressed_url_text() -> bytes:
+    """A page whose Flate-compressed text has the URL .../Web/JavaScript (not an object stream)."""
+    objects = _page_objects()
+    text = b"BT /F1 12 Tf 72 720 Td (https://developer.mozilla.org/en-US/docs/Web/JavaScript) Tj ET"
+    objects[3] = _stream(zlib.compress(text), b"/Filter/FlateDecode")
+    return _assemble(objects)
+
+
 def pdf_with_javascript() -> bytes:
     """A JavaScript action the viewer runs on opening (the catalog's /OpenAction)."""
     action = b"<</Type/Action/S/JavaScript/JS(" + SCRIPT + b")>>"

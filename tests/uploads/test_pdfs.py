@@ -42,6 +42,7 @@ UNPARSEABLE = [
 
 ALL_GENERATED = [
     make_pdfs.benign_pdf,
+    make_pdfs.benign_pdf_with_compressed_url_text,
     make_pdfs.pdf_with_javascript_and_embedded_file,
     *(attack[0] for attack in ATTACKS),
     *UNPARSEABLE,
@@ -65,6 +66,13 @@ def test_benign_pdf_passes_though_its_text_mentions_javascript():
 
     assert find_active_content(io.BytesIO(data)) == set()
     inspect_pdf(io.BytesIO(data), refuse=ACTIVE_KINDS)
+
+
+def test_compressed_streams_other_than_object_streams_are_not_inflated():
+    """Only object streams hold objects; a page's compressed text is never read as names."""
+    data = make_pdfs.benign_pdf_with_compressed_url_text()
+
+    assert find_active_content(io.BytesIO(data)) == set()
 
 
 @pytest.mark.parametrize(("make", "kind", "phrase"), ATTACKS, ids=ATTACK_IDS)
