@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 
 from policies.models import UploadPolicy
 from policies.services import Actor
+from uploads.models import Upload
 
 PASSWORD = "correct horse battery staple"
 
@@ -41,6 +45,40 @@ def actor(editor):
 @pytest.fixture
 def default_policy(db):
     return UploadPolicy.objects.get(slug="default")
+
+
+@dataclass
+class UploadDirs:
+    store: Path
+    temp: Path
+
+    def stored_files(self) -> list[Path]:
+        return [p for p in self.store.rglob("*") if p.is_file()]
+
+    def temp_files(self) -> list[Path]:
+        return [p for p in self.temp.rglob("*") if p.is_file()]
+
+    def assert_nothing_kept(self) -> None:
+        """A refused or failed upload leaves no file, no temporary file and no Upload row."""
+        assert self.stored_files() == []
+        assert self.temp_files() == []
+        assert not Upload.objects.exists()
+
+
+@pytest.fixture
+def upload_dirs(settings, tmp_path) -> UploadDirs:
+    dirs = UploadDirs(store=tmp_path / "store", temp=tmp_path / "tmp")
+    dirs.store.mkdir()
+    dirs.temp.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(dirs.temp)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            **settings.STORAGES["default"],
+            "OPTIONS": {**settings.STORAGES["default"]["OPTIONS"], "location": str(dirs.store)},
+        },
+    }
+    return dirs
 
 
 def _hypothesis_profiles() -> None:

@@ -100,7 +100,10 @@ def check_type(policy: UploadPolicy, mime: str, extension: str) -> None:
 
 
 def _a(label: str) -> str:
-    return f"an {label}" if label[:1].lower() in "aeiou" else f"a {label}"
+    """"a PNG image", "an HTML page": acronyms go by how their first letter sounds."""
+    first = label.split()[0]
+    vowel_sound = first[0] in "AEFHILMNORSX" if first.isupper() else first[0] in "aeiouAEIOU"
+    return f"an {label}" if vowel_sound else f"a {label}"
 
 
 def check_content(policy: UploadPolicy, content: IO[bytes], mime: str) -> tuple[IO[bytes], bool]:

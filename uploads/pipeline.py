@@ -57,6 +57,7 @@ class UploadAttempt:
         self.handler = install_receiver(request, PolicyUploadHandler(self.policy, self.refusal))
         self.facts = FileFacts()
         self._accepted: list[AcceptedFile] = []
+        self._refused: PortcullisError | None = None
 
     def run(self) -> list[Upload]:
         """Decide, store and record; a refusal is recorded, then raised."""
@@ -80,10 +81,13 @@ class UploadAttempt:
 
     def refuse(self, exc: Exception) -> PortcullisError:
         """Record the refusal `exc` stands for (a parse error included); drop what arrived."""
+        if exc is self._refused:  # already recorded on its way out of an inner refusing()
+            return exc
         if isinstance(exc, PortcullisError):
             refusal = exc
         else:
             refusal = self.handler.rejection or request_parse_error(exc)
+        self._refused = refusal
         record_decision(
             policy_slug=self.slug, code=refusal.code, uploader=self._uploader(), facts=self.facts
         )

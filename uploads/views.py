@@ -61,6 +61,7 @@ def _form(request: HttpRequest, slug: str, refusal: PortcullisError | None = Non
         "refusal": refusal,
         "field": FILE_FIELD,
         "accept": ",".join(_accept(policy)) if usable else "",
+        "extensions": _accept(policy) if usable else [],
         "type_labels": [label_of(t) for t in policy.allowed_types] if usable else [],
     }
     return render(

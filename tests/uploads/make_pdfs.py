@@ -219,3 +219,11 @@ def padded_pdf_with_javascript(*, size: int, token_at: int) -> bytes:
     start = token_at - 1
     data = b"%PDF-1.7\n" + padding[9:start] + token + padding[start + len(token) :]
     return data[:size]
+
+
+def aes_encrypted_pdf(*, with_javascript: bool) -> bytes:
+    """AES-256 with an empty user password, as many producers write "restricted" PDFs."""
+    source = pdf_with_javascript() if with_javascript else benign_pdf()
+    writer = PdfWriter(clone_from=io.BytesIO(source))
+    writer.encrypt(user_password="", owner_password="owner", algorithm="AES-256")
+    return _written(writer)

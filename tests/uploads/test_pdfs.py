@@ -269,3 +269,10 @@ def test_source_is_left_at_the_start():
         with pytest.raises(UploadRejected):
             inspect_pdf(source, refuse=ACTIVE_KINDS)
         assert source.tell() == 0
+
+
+def test_aes_encrypted_pdfs_that_open_without_a_password_are_checked():
+    clean = io.BytesIO(make_pdfs.aes_encrypted_pdf(with_javascript=False))
+    assert find_active_content(clean) == set()
+    scripted = io.BytesIO(make_pdfs.aes_encrypted_pdf(with_javascript=True))
+    assert find_active_content(scripted) == {"javascript"}
