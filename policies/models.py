@@ -423,6 +423,36 @@ def _choice(choices: type[models.TextChoices]) -> models.CharField:
     return models.CharField(max_length=40, choices=choices.choices, blank=True)
 
 
+# The rule field behind each header it can emit; any other name is one of its custom headers.
+_HEADER_FIELDS = {
+    "content-security-policy": "csp",
+    "strict-transport-security": "hsts_max_age",
+    "x-frame-options": "x_frame_options",
+    "referrer-policy": "referrer_policy",
+    "permissions-policy": "permissions_policy",
+    "cross-origin-opener-policy": "cross_origin_opener_policy",
+    "cross-origin-embedder-policy": "cross_origin_embedder_policy",
+    "cross-origin-resource-policy": "cross_origin_resource_policy",
+    "x-content-type-options": "x_content_type_options_nosniff",
+    "cache-control": "cache_control",
+    "x-permitted-cross-domain-policies": "x_permitted_cross_domain_policies",
+    "reporting-endpoints": "reporting_endpoints",
+}
+
+
+def _field_setting(header: str) -> str:
+    return _HEADER_FIELDS.get(header.lower(), "custom_headers")
+
+
+def _largest_field(headers: dict[str, str]) -> str:
+    """The field whose headers take the most bytes: where shortening helps most."""
+    sizes: dict[str, int] = {}
+    for name, value in headers.items():
+        field = _field_setting(name)
+        sizes[field] = sizes.get(field, 0) + validators.header_lines_bytes({name: value})
+    return max(sizes, key=sizes.__getitem__)
+
+
 class HeaderRule(ServiceOnlyModel):
     """Which security headers responses on matching paths carry."""
 
@@ -499,7 +529,7 @@ class HeaderRule(ServiceOnlyModel):
             "reporting_endpoints": validators.validate_reporting_endpoints,
             "custom_headers": validators.validate_custom_headers,
             "remove_headers": validators.validate_remove_headers,
-            "cache_control": lambda v: validators.validate_header_value(v, label="Cache-Control"),
+            "cache_control": validators.validate_cache_control,
         }
         for field, check in checks.items():
             try:
@@ -529,21 +559,26 @@ class HeaderRule(ServiceOnlyModel):
             raise ValidationError(errors)
 
     def _oversized_headers(self) -> dict[str, list[str]]:
-        """Each header as built must fit in 8 KiB: proxies refuse larger ones."""
+        """Each header as built must fit in 8 KiB, and all of them together in 16 KiB: proxies
+        hold a response's headers in one buffer and answer 502 when they overflow it."""
         from policies.headers import rule_headers
 
-        field_of = {
-            "Content-Security-Policy": "csp",
-            "Permissions-Policy": "permissions_policy",
-            "Reporting-Endpoints": "reporting_endpoints",
-        }
-        return {
-            field_of.get(name, "custom_headers"): [
-                f"{name} would be {len(value.encode())} bytes; at most 8 KiB fits through proxies."
-            ]
-            for name, value in rule_headers(self).items()
-            if len(value.encode()) > validators.MAX_HEADER_VALUE_BYTES
-        }
+        headers = rule_headers(self)
+        errors: dict[str, list[str]] = {}
+        for name, value in headers.items():
+            if len(value.encode()) > validators.MAX_HEADER_VALUE_BYTES:
+                errors.setdefault(_field_setting(name), []).append(
+                    f"{name} would be {len(value.encode())} bytes; "
+                    "at most 8 KiB fits through proxies."
+                )
+        total = validators.header_lines_bytes(headers)
+        if total > validators.MAX_RULE_HEADERS_BYTES:
+            errors.setdefault(_largest_field(headers), []).append(
+                f"This rule's headers would total {total} bytes (names and values); "
+                f"at most {validators.MAX_RULE_HEADERS_BYTES} bytes (16 KiB) fit through proxies. "
+                "Shorten the largest ones."
+            )
+        return errors
 
     def _path_error(self) -> str | None:
         if not self.path or not validators._VISIBLE_ASCII.fullmatch(self.path):

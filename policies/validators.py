@@ -11,46 +11,81 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 
 MAX_HEADER_VALUE_BYTES = 8 * 1024
+# All the header lines one rule emits, together: a proxy holds a response's headers in one buffer
+# (nginx's proxy_buffer_size is 4 or 8 KiB by default) and answers 502 when they overflow it.
+MAX_RULE_HEADERS_BYTES = 16 * 1024
 
 # RFC 9110 section 5.6.2 token
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VISIBLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
-# Headers a rule may never set or remove: framing, hop-by-hop, cookies, caching keys, how files
-# are served, and routing to the proxy (X-Accel-*, X-Sendfile).
-FORBIDDEN_HEADERS = frozenset(
-    {
-        "connection",
-        "content-disposition",
-        "content-length",
-        "content-encoding",
-        "content-type",
-        "content-range",
-        "cookie",
-        "date",
-        "host",
-        "keep-alive",
-        "location",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "set-cookie",
-        "set-cookie2",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "vary",
-        "www-authenticate",
-        "x-accel-buffering",
-        "x-accel-charset",
-        "x-accel-expires",
-        "x-accel-limit-rate",
-        "x-accel-redirect",
-        "x-request-id",
-        "x-sendfile",
-    }
-)
+# Headers a rule may never set or remove, by why: each group's reason ends the refusal message.
+_FORBIDDEN_GROUPS: dict[str, tuple[frozenset[str], str]] = {
+    "body": (
+        frozenset(
+            {
+                "accept-ranges",
+                "content-digest",
+                "content-disposition",
+                "content-encoding",
+                "content-length",
+                "content-location",
+                "content-range",
+                "content-type",
+                "digest",
+                "repr-digest",
+                "trailer",
+                "transfer-encoding",
+            }
+        ),
+        "framing and body headers belong to the app and the server, not a rule",
+    ),
+    "caching": (
+        frozenset({"age", "etag", "expires", "last-modified", "vary"}),
+        "caching headers belong to the app and the server, not a rule "
+        "(signed-in pages get the Cache-Control field)",
+    ),
+    "connection": (
+        frozenset(
+            {
+                "alt-svc",
+                "connection",
+                "date",
+                "host",
+                "keep-alive",
+                "proxy-authenticate",
+                "proxy-authorization",
+                "proxy-connection",
+                "te",
+                "upgrade",
+                "x-request-id",
+            }
+        ),
+        "connection and hop-by-hop headers belong to the server and the proxy",
+    ),
+    "state": (
+        frozenset({"clear-site-data", "cookie", "set-cookie", "set-cookie2", "www-authenticate"}),
+        "cookies, sign-in and stored site data belong to the app",
+    ),
+    "navigation": (
+        frozenset({"link", "location", "refresh"}),
+        "it sends the browser elsewhere or makes it load other resources; that belongs to the app",
+    ),
+    "pinning": (
+        frozenset({"public-key-pins", "public-key-pins-report-only"}),
+        "key pinning is obsolete and a wrong pin locks users out of the site",
+    ),
+    "proxy": (
+        frozenset({"x-lighttpd-send-file", "x-litespeed-location", "x-sendfile"}),
+        "it makes the proxy or server serve a file or change how it answers",
+    ),
+}
+# Whole families, by prefix (lower case), with the same kind of reason.
+_FORBIDDEN_PREFIXES: dict[str, str] = {
+    "access-control-": "CORS opens the site to other origins; it belongs to the app's views",
+    "x-accel-": "it makes the proxy or server serve a file or change how it answers",
+}
+FORBIDDEN_HEADERS = frozenset().union(*(names for names, _why in _FORBIDDEN_GROUPS.values()))
 
 # Headers a rule sets through its own fields; a custom header or a removal may not touch them.
 MANAGED_HEADERS = frozenset(
@@ -113,9 +148,11 @@ CSP_KEYWORDS = frozenset(
         "'inline-speculation-rules'",
     }
 )
-# A base64 digest of the algorithm's exact length: 44, 64 or 88 characters with padding.
+# A base64 digest of the algorithm's exact length: 44, 64 or 88 characters with padding. The
+# algorithm name is matched case-insensitively, as CSP does ('SHA256-...' is valid).
 _CSP_HASH = re.compile(
-    r"'(?:sha256-[A-Za-z0-9+/_-]{43}=|sha384-[A-Za-z0-9+/_-]{64}|sha512-[A-Za-z0-9+/_-]{86}==)'"
+    r"'(?:(?i:sha256)-[A-Za-z0-9+/_-]{43}=|(?i:sha384)-[A-Za-z0-9+/_-]{64}"
+    r"|(?i:sha512)-[A-Za-z0-9+/_-]{86}==)'"
 )
 _CSP_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:")
 _CSP_HOST = re.compile(
@@ -188,11 +225,20 @@ def validate_header_name(name: str) -> None:
             f"{name!r} is not a valid header name: use letters, digits and - (at most 100).",
             code="header_name",
         )
-    if name.lower() in FORBIDDEN_HEADERS:
+    if why := _forbidden_reason(name.lower()):
         raise ValidationError(
-            f"{name} controls framing, cookies or routing and cannot be set or removed by a rule.",
-            code="header_forbidden",
+            f"{name} cannot be set or removed by a rule: {why}.", code="header_forbidden"
         )
+
+
+def _forbidden_reason(lowered: str) -> str | None:
+    for names, why in _FORBIDDEN_GROUPS.values():
+        if lowered in names:
+            return why
+    for prefix, why in _FORBIDDEN_PREFIXES.items():
+        if lowered.startswith(prefix):
+            return why
+    return None
 
 
 def validate_unmanaged_header_name(name: str) -> None:
@@ -222,6 +268,54 @@ def validate_header_value(value: str, *, label: str = "header value") -> None:
         )
 
 
+# Cache-Control for signed-in pages: what keeps a user's page out of shared caches, nothing that
+# lets one store it. Directive names compare case-insensitively (RFC 9111 section 5.2).
+CACHE_CONTROL_FLAGS = frozenset(
+    {"no-store", "no-cache", "private", "must-revalidate", "immutable", "no-transform"}
+)
+CACHE_CONTROL_SECONDS = frozenset({"max-age", "stale-while-revalidate", "stale-if-error"})
+_CACHE_CONTROL_SHARED = frozenset({"public", "s-maxage"})
+_MAX_DELTA_SECONDS = 2**31  # RFC 9111 section 1.2.2: larger values mean "this many"
+
+
+def validate_cache_control(value: str) -> None:
+    validate_header_value(value, label="Cache-Control")
+    if not value:
+        return
+    directives = [part.strip() for part in value.split(",")]
+    errors = [m for part in directives if (m := _cache_directive_error(part))]
+    names = [part.partition("=")[0].lower() for part in directives if part]
+    if len(set(names)) != len(names):
+        errors.append("Cache-Control: a directive is listed twice.")
+    if errors:
+        raise ValidationError(errors, code="cache_control")
+
+
+def _cache_directive_error(directive: str) -> str | None:
+    if not directive:
+        return "Cache-Control: an item between commas is empty."
+    name, has_value, seconds = directive.partition("=")
+    lowered = name.lower()
+    if lowered in _CACHE_CONTROL_SHARED:
+        return (
+            f"Cache-Control: {name} lets shared caches keep the page, and this header is for "
+            "signed-in pages; use private or no-store."
+        )
+    if lowered in CACHE_CONTROL_FLAGS and not has_value:
+        return None
+    if lowered in CACHE_CONTROL_SECONDS:
+        if re.fullmatch(r"[0-9]{1,10}", seconds) and int(seconds) <= _MAX_DELTA_SECONDS:
+            return None
+        return f"Cache-Control: {name} takes a number of seconds, e.g. {lowered}=0."
+    allowed = [*sorted(CACHE_CONTROL_FLAGS), *(f"{n}=N" for n in sorted(CACHE_CONTROL_SECONDS))]
+    return f"Cache-Control: {directive!r} is not allowed here; use {', '.join(allowed)}."
+
+
+def header_lines_bytes(headers: dict[str, str]) -> int:
+    """The size of header lines as sent: name, ": ", value and CRLF for each."""
+    return sum(len(name.encode()) + len(value.encode()) + 4 for name, value in headers.items())
+
+
 def _check_csp_source(directive: str, source: str) -> str | None:
     """Return an error message for one source expression, or None when it is valid."""
     if not isinstance(source, str) or not source:
@@ -231,11 +325,6 @@ def _check_csp_source(directive: str, source: str) -> str | None:
     if not _VISIBLE_ASCII.fullmatch(source):
         return f"{directive}: {source!r} may contain only visible ASCII characters."
     lowered = source.lower()
-    if lowered.startswith("'nonce-"):
-        return (
-            f"{directive}: do not store a nonce; nonces are made per request "
-            "(templates read request.csp_nonce)."
-        )
     if lowered in CSP_KEYWORDS or _CSP_HASH.fullmatch(source):
         return None
     if source.startswith("'"):
@@ -254,9 +343,44 @@ def _port_ok(source: str) -> bool:
     return port is None or 0 < int(port.group(1)) <= 65535
 
 
+def _nonce_errors(directive: str, values: list) -> list[str]:
+    """A stored nonce is no nonce: it is the same on every response, so an attacker reads it."""
+    if any(isinstance(v, str) and v.lower().startswith("'nonce-") for v in values):
+        return [
+            f"{directive}: do not store a nonce; nonces are made per request "
+            "(templates read request.csp_nonce)."
+        ]
+    return []
+
+
+# Trusted Types policy names (CSP tt-policy-name) and the directive's keywords.
+_TT_POLICY_NAME = re.compile(r"[A-Za-z0-9\-#=_/@.%]+")
+_TT_KEYWORDS = frozenset({"'allow-duplicates'", "'none'"})
+
+
+def _trusted_types_errors(values: list) -> list[str]:
+    errors = [
+        f"trusted-types: {v!r} must be a policy name (letters, digits and -#=_/@.%), "
+        "'allow-duplicates' or 'none'."
+        for v in values
+        if not isinstance(v, str) or not (v.lower() in _TT_KEYWORDS or _TT_POLICY_NAME.fullmatch(v))
+    ]
+    if "'none'" in [str(v).lower() for v in values] and len(values) > 1:
+        errors.append("trusted-types: 'none' must be the only value.")
+    return errors
+
+
+def _require_trusted_types_errors(values: list) -> list[str]:
+    if len(values) == 1 and isinstance(values[0], str) and values[0].lower() == "'script'":
+        return []
+    return ["require-trusted-types-for: give exactly 'script' (the only sink group)."]
+
+
 def _csp_directive_errors(directive: str, values: object) -> list[str]:
     if not isinstance(values, list):
         return [f"{directive}: give a list of sources."]
+    if nonce := _nonce_errors(directive, values):
+        return nonce
     if directive in CSP_FLAG_DIRECTIVES:
         return [] if values == [] else [f"{directive} takes no values."]
     if directive == "sandbox":
@@ -272,12 +396,10 @@ def _csp_directive_errors(directive: str, values: object) -> list[str]:
             for v in values
             if not isinstance(v, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", v)
         ] or ([] if len(values) == 1 else ["report-to: give exactly one endpoint name."])
-    if directive in CSP_OTHER_DIRECTIVES:
-        return [
-            f"{directive}: {v!r} must be a single token."
-            for v in values
-            if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9'*#._%-]+", v)
-        ]
+    if directive == "trusted-types":
+        return _trusted_types_errors(values)
+    if directive == "require-trusted-types-for":
+        return _require_trusted_types_errors(values)
     if not values:
         return [f"{directive}: give at least one source, or 'none'."]
     errors = [m for v in values if (m := _check_csp_source(directive, v))]
@@ -330,12 +452,20 @@ def validate_permissions_policy(features: object) -> None:
         else:
             if "*" in allowlist and len(allowlist) > 1:
                 errors.append(f"{feature}: * allows every origin; list nothing beside it.")
-            for item in allowlist:
-                if item in ("*", "self", "src") or _is_origin(item):
-                    continue
-                errors.append(f"{feature}: {item!r} must be *, self, src or an https:// origin.")
+            errors.extend(m for item in allowlist if (m := _allowlist_item_error(feature, item)))
     if errors:
         raise ValidationError(errors, code="permissions_policy")
+
+
+def _allowlist_item_error(feature: str, item: object) -> str | None:
+    if item in ("*", "self") or _is_origin(item):
+        return None
+    if item == "src":
+        return (
+            f"{feature}: src only works in an iframe's allow attribute, not in this header; "
+            "use self or an https:// origin."
+        )
+    return f"{feature}: {item!r} must be *, self or an https:// origin."
 
 
 def _is_origin(value: object) -> bool:
@@ -379,6 +509,11 @@ def validate_custom_headers(headers: object) -> None:
             validate_header_value(value, label=f"value of {name}")
         except ValidationError as exc:
             errors.extend(exc.messages)
+            continue
+        if value == "":
+            errors.append(
+                f"{name} has no value; give one, or list the header under headers to remove."
+            )
     lowered = [str(name).lower() for name in headers]
     if len(set(lowered)) != len(lowered):
         errors.append("A header is listed twice (header names ignore letter case).")
