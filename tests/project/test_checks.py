@@ -37,6 +37,12 @@ def test_upload_root_beside_static_root_is_fine(settings, tmp_path):
     assert "uploads.E001" not in _ids()
 
 
+def test_the_upload_temp_folder_inside_static_root_is_an_error(settings):
+    settings.FILE_UPLOAD_TEMP_DIR = str(Path(settings.STATIC_ROOT) / "tmp")
+    messages = [m for m in run_checks() if m.id == "uploads.E001"]
+    assert [m.msg.split(" (")[0] for m in messages] == ["FILE_UPLOAD_TEMP_DIR"]
+
+
 def test_a_short_audit_key_is_an_error(settings):
     settings.AUDIT_HMAC_KEY = "k" * 31
     assert "policies.E001" in _ids()
