@@ -137,7 +137,8 @@ POLICY_RANGES: dict[str, Between] = {
     "max_files_per_request": Between(1, 100),
     "max_request_bytes": Between(1, 10 * GIB, in_bytes=True),
     "filename_max_bytes": Between(16, 255),
-    "image_max_pixels": Between(1, 1_000_000_000),
+    # Pillow's decompression-bomb guard stops at 89,478,485 pixels: no policy can promise more.
+    "image_max_pixels": Between(1, 89_000_000),
     "image_max_side": Between(1, 100_000),
     "archive_max_entries": Between(1, 100_000),
     "archive_max_expanded_bytes": Between(1, 50 * GIB, in_bytes=True),
@@ -586,7 +587,7 @@ class HeaderRule(ServiceOnlyModel):
         if self.match_type == PathMatch.REGEX:
             try:
                 re.compile(self.path)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:  # a{4294967296} overflows
                 return f"Not a valid regular expression: {exc}."
             return None
         if not self.path.startswith("/"):

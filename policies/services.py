@@ -110,8 +110,35 @@ def _apply(obj: models.Model, data: dict[str, Any]) -> None:
         raise ValidationError(
             {name: ["This field does not exist or cannot be set."] for name in unknown}
         )
+    errors: dict[str, list[str]] = {}
     for name, value in data.items():
-        setattr(obj, fields[name].attname, value)
+        try:
+            setattr(obj, fields[name].attname, _typed(fields[name], value))
+        except ValidationError as exc:
+            errors[name] = exc.messages
+    if errors:
+        raise ValidationError(errors)
+
+
+def _typed(field: models.Field, value: Any) -> Any:
+    """`value` as the field holds it, or a ValidationError for the field (never a 500 later:
+    full_clean skips blank values, and the database refuses NUL in text)."""
+    text_field = isinstance(field, models.CharField | models.TextField)
+    if text_field and value is not None and not isinstance(value, str):
+        raise ValidationError("Give text.")
+    if _holds_nul(value):
+        raise ValidationError("Text cannot contain NUL characters.")
+    return field.to_python(value)
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _locked(kind: Kind, pk: Any) -> models.Model:

@@ -379,6 +379,8 @@ def _require_trusted_types_errors(values: list) -> list[str]:
 def _csp_directive_errors(directive: str, values: object) -> list[str]:
     if not isinstance(values, list):
         return [f"{directive}: give a list of sources."]
+    if not all(isinstance(v, str) for v in values):
+        return [f"{directive}: each source is text, such as 'self' or https://cdn.example.com."]
     if nonce := _nonce_errors(directive, values):
         return nonce
     if directive in CSP_FLAG_DIRECTIVES:
