@@ -20,6 +20,8 @@ class FileType:
     # What libmagic also reports for this type's files: it sees CSV without commas and JSON as
     # plain text, so a .csv file sniffed as text/plain is a CSV table.
     also_sniffed_as: tuple[str, ...] = ()
+    # Holds other files (ZIP, TAR; Office documents are ZIP files): inspected as an archive.
+    container: bool = False
 
 
 FILE_TYPES: dict[str, FileType] = {
@@ -42,19 +44,27 @@ FILE_TYPES: dict[str, FileType] = {
             "Word document",
             ("docx",),
             "document",
+            container=True,
         ),
         FileType(
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             "Excel workbook",
             ("xlsx",),
             "document",
+            container=True,
         ),
         FileType(
-            "application/vnd.oasis.opendocument.text", "OpenDocument text", ("odt",), "document"
+            "application/vnd.oasis.opendocument.text",
+            "OpenDocument text",
+            ("odt",),
+            "document",
+            container=True,
         ),
-        FileType("application/zip", "ZIP archive", ("zip",), "archive", active=True),
-        FileType("application/x-tar", "TAR archive", ("tar",), "archive", active=True),
-        FileType("application/gzip", "gzip archive", ("gz", "tgz"), "archive", active=True),
+        FileType("application/zip", "ZIP archive", ("zip",), "archive", True, container=True),
+        FileType("application/x-tar", "TAR archive", ("tar",), "archive", True, container=True),
+        FileType(
+            "application/gzip", "gzip archive", ("gz", "tgz"), "archive", True, container=True
+        ),
         FileType("text/html", "HTML page", ("html", "htm"), "markup", active=True),
         FileType("image/svg+xml", "SVG drawing", ("svg",), "markup", active=True),
         FileType("text/xml", "XML document", ("xml",), "markup", active=True),

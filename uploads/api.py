@@ -14,7 +14,6 @@ from rest_framework.response import Response
 from uploads import services
 from uploads.models import Upload
 from uploads.pipeline import UploadAttempt
-from uploads.receive import PolicyMultiPartParser
 from uploads.selectors import may_delete, uploads_visible_to
 from uploads.serving import download_response
 
@@ -40,7 +39,6 @@ class UploadListCreate(generics.ListAPIView):
     """
 
     serializer_class = UploadSerializer
-    parser_classes = [PolicyMultiPartParser]
     attempt: UploadAttempt | None = None
 
     def get_queryset(self):
@@ -55,7 +53,12 @@ class UploadListCreate(generics.ListAPIView):
         if self.attempt is None:
             return super().initial(request, *args, **kwargs)
         with self.attempt.refusing():  # session authentication's CSRF check reads the body
-            super().initial(request, *args, **kwargs)
+            try:
+                super().initial(request, *args, **kwargs)
+            except PermissionDenied:  # a CSRF failure on a body the handler had cut short
+                if rejection := self.attempt.handler.rejection:
+                    raise rejection from None
+                raise
 
     def finalize_response(self, request, response, *args, **kwargs):
         if self.attempt is not None:  # also when authentication or a permission refused

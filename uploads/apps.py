@@ -8,4 +8,11 @@ class UploadsConfig(AppConfig):
     verbose_name = "Uploads"
 
     def ready(self) -> None:
+        from pathlib import Path
+
+        from django.conf import settings
+
         from uploads import checks  # noqa: F401  (registers the system checks)
+
+        # Uploads stream here; private to this user (Django's own check wants it to exist).
+        Path(settings.FILE_UPLOAD_TEMP_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)

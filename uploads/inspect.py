@@ -27,7 +27,7 @@ from project.errors import UploadRejected
 from uploads import images, pdfs
 from uploads.names import extension_of, sanitize_filename
 from uploads.receive import ReceivedFile
-from uploads.services import AcceptedFile, FileFacts
+from uploads.services import AcceptedFile, FileFacts, size_and_sha256
 
 SNIFF_BYTES = 1024 * 1024  # libmagic's own default window
 
@@ -64,7 +64,15 @@ def inspect_file(policy: UploadPolicy, received: ReceivedFile, facts: FileFacts)
     facts.content_type = type_of(sniff(received.temp), extension)
     check_type(policy, facts.content_type, extension)
     content, reencoded = check_content(policy, received.temp, facts.content_type)
-    return AcceptedFile(facts=facts, original_name=name, content=content, reencoded=reencoded)
+    size, sha256 = size_and_sha256(content) if reencoded else (received.size, received.sha256)
+    return AcceptedFile(
+        facts=facts,
+        original_name=name,
+        content=content,
+        size=size,
+        sha256=sha256,
+        reencoded=reencoded,
+    )
 
 
 def _listing(items: list[str]) -> str:
@@ -100,7 +108,7 @@ def check_type(policy: UploadPolicy, mime: str, extension: str) -> None:
 
 
 def _a(label: str) -> str:
-    """"a PNG image", "an HTML page": acronyms go by how their first letter sounds."""
+    """The label with its article ("a PNG image", "an HTML page"); acronyms by sound."""
     first = label.split()[0]
     vowel_sound = first[0] in "AEFHILMNORSX" if first.isupper() else first[0] in "aeiouAEIOU"
     return f"an {label}" if vowel_sound else f"a {label}"
@@ -117,9 +125,11 @@ def check_content(policy: UploadPolicy, content: IO[bytes], mime: str) -> tuple[
             return reencoded_copy(content, mime), True
     elif mime == "application/pdf":
         pdfs.inspect_pdf(content, refuse=refused_pdf_content(policy))
-    elif kind == "archive":
+    elif FILE_TYPES[mime].container:
         raise UploadRejected(
-            "archive_rejected", "Archives cannot be inspected yet, so none are accepted."
+            "archive_rejected",
+            f"The file is {_a(label_of(mime))}, which holds other files; those cannot be "
+            "inspected yet, so such files are not accepted.",
         )
     return content, False
 

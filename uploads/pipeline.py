@@ -24,7 +24,7 @@ from django.http import HttpRequest, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
 
 from policies.models import UploadAccess, UploadPolicy
-from policies.selectors import may_upload
+from policies.selectors import latest_seq_for, may_upload
 from project.errors import PortcullisError, UploadRejected, request_parse_error
 from project.net import client_ip
 from uploads.inspect import inspect_file, received_facts
@@ -52,9 +52,11 @@ class UploadAttempt:
         self.slug = slug
         self.policy = UploadPolicy.objects.filter(slug=slug).first()
         self.refusal = policy_refusal(self.policy, slug)
-        # With a refusal, any read of the body raises it: nothing streams into Django's default
-        # handlers meanwhile.
-        self.handler = install_receiver(request, PolicyUploadHandler(self.policy, self.refusal))
+        # The version the checks apply, even if an admin edits the policy while the body streams.
+        self.policy_audit_seq = self.policy and latest_seq_for(
+            object_type="upload_policy", object_id=str(self.policy.pk)
+        )
+        self.handler = install_receiver(request, PolicyUploadHandler(self.policy, self.gate))
         self.facts = FileFacts()
         self._accepted: list[AcceptedFile] = []
         self._refused: PortcullisError | None = None
@@ -101,15 +103,30 @@ class UploadAttempt:
             request_id=getattr(self.request, "request_id", ""),
         )
 
-    def _run(self) -> list[Upload]:
+    def gate(self) -> UploadRejected | None:
+        """Decisions 1 and 2, before the body is read: also when a CSRF check reads it first,
+        for the session's user (a token's user is known only later, and checked in run())."""
         if self.refusal:
-            raise self.refusal
-        if not may_upload(self.policy, self.request.user):
-            raise UploadRejected("permission_denied", _no_access_detail(self.policy))
+            return self.refusal
+        user = getattr(self.request, "user", None)
+        if getattr(user, "is_authenticated", False) and not may_upload(self.policy, user):
+            return UploadRejected("permission_denied", _no_access_detail(self.policy))
+        return None
+
+    def _run(self) -> list[Upload]:
+        if refusal := self.gate():
+            raise refusal
+        if not may_upload(self.policy, self.request.user):  # not signed in
+            raise UploadRejected("permission_denied", "Sign in to upload files.")
         for file in self._receive():
             self.facts = received_facts(file)
             self._accepted.append(inspect_file(self.policy, file, self.facts))
-        return uploads_create(policy=self.policy, files=self._accepted, uploader=self._uploader())
+        return uploads_create(
+            policy=self.policy,
+            policy_audit_seq=self.policy_audit_seq,
+            files=self._accepted,
+            uploader=self._uploader(),
+        )
 
     def _receive(self) -> list[ReceivedFile]:
         self.request.FILES  # noqa: B018 - reading it streams the body through the handler

@@ -4,23 +4,23 @@ policy's limits, hashing on the same pass.
 `install_receiver()` must run before anything reads the body (Django's CSRF check and DRF's
 session authentication both read `request.POST`): it puts the policy's handler in place, and
 the parser that keeps each filename exactly as the client sent it, so the pipeline's name check
-can refuse a traversal or a disguised name instead of Django quietly trimming it.
+can refuse a traversal or a disguised name instead of Django quietly trimming it. Under DRF too,
+the pipeline reads Django's `request.FILES`, so DRF's own parsers never see an upload.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParser
-from rest_framework import parsers
 
 from policies.models import UploadPolicy
 from policies.units import format_bytes
@@ -54,18 +54,6 @@ def _parse_keeping_raw_names(request: HttpRequest, meta: dict, post_data: Any):
     ).parse()
 
 
-class PolicyMultiPartParser(parsers.MultiPartParser):
-    """DRF's multipart parser, on RawNameMultiPartParser. Parse errors propagate as Django
-    raises them, so the pipeline reports them as a form would (`request_parse_error`)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        request = parser_context["request"]
-        meta = {**request.META, "CONTENT_TYPE": media_type}
-        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
-        parser = RawNameMultiPartParser(meta, stream, request.upload_handlers, encoding)
-        return parsers.DataAndFiles(*parser.parse())
-
-
 class PolicyUploadHandler(FileUploadHandler):
     """Enforces the policy's request, file-count and per-file caps while the body streams.
 
@@ -76,11 +64,14 @@ class PolicyUploadHandler(FileUploadHandler):
 
     chunk_size = CHUNK_BYTES
 
-    def __init__(self, policy: UploadPolicy | None, refusal: UploadRejected | None = None) -> None:
-        """With a `refusal` (no such policy, say), any read of the body raises it at once."""
+    def __init__(
+        self, policy: UploadPolicy | None, gate: Callable[[], UploadRejected | None]
+    ) -> None:
+        """`gate()` is asked before the first byte is read: a refusal it returns (no such
+        policy, not allowed to upload) is raised at once."""
         super().__init__()
         self.policy = policy
-        self.refusal = refusal
+        self.gate = gate
         self.rejection: UploadRejected | None = None
         self.received: list[ReceivedFile] = []
         self._temps: list[TemporaryUploadedFile] = []
@@ -88,8 +79,8 @@ class PolicyUploadHandler(FileUploadHandler):
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         """Refuse an oversized request from its Content-Length, before reading a byte."""
-        if self.refusal:
-            raise self.refusal
+        if refusal := self.gate():
+            raise refusal
         cap = self.policy.max_request_bytes
         if content_length > cap:
             raise UploadRejected(
@@ -108,7 +99,8 @@ class PolicyUploadHandler(FileUploadHandler):
                 "too_many_files",
                 f"This upload accepts {limit} file{'s' if limit > 1 else ''} at a time.",
             )
-        self._current = TemporaryUploadedFile(file_name, content_type, 0, charset)
+        # Not the client's name: its extension would become part of the temporary file's name.
+        self._current = TemporaryUploadedFile("upload", content_type, 0, charset)
         self._temps.append(self._current)
         self._hash = hashlib.sha256()
         self._size = 0
@@ -134,6 +126,11 @@ class PolicyUploadHandler(FileUploadHandler):
         return temp
 
     def upload_interrupted(self) -> None:
+        """The body ended inside a file (the client went away): nothing that arrived counts."""
+        self.rejection = UploadRejected(
+            "bad_request", "The upload was interrupted before it finished."
+        )
+        self.received.clear()
         self.discard()
 
     def _refuse(self, code: str, detail: str) -> None:

@@ -18,7 +18,6 @@ from django.core.files.storage import storages
 from django.db import transaction
 
 from policies.models import UploadPolicy
-from policies.selectors import latest_seq_for
 from uploads.models import Upload, UploadEvent, UploadStatus
 
 logger = logging.getLogger("portcullis.uploads")
@@ -53,6 +52,8 @@ class AcceptedFile:
     facts: FileFacts  # as received
     original_name: str  # sanitized
     content: IO[bytes]
+    size: int  # of `content`, measured before storing (some storages close what they store)
+    sha256: str
     reencoded: bool
 
 
@@ -79,7 +80,8 @@ def size_and_sha256(content: IO[bytes]) -> tuple[int, str]:
 def record_decision(
     *, policy_slug: str, code: str, uploader: Uploader, facts: FileFacts
 ) -> UploadEvent:
-    """One event and one log line per decision (never the bytes)."""
+    """One event and one log line per decision (never the bytes); inside a transaction, the
+    line is written once it commits."""
     user = uploader.user if getattr(uploader.user, "is_authenticated", False) else None
     event = UploadEvent.objects.create(
         policy_slug=policy_slug[:50],
@@ -92,7 +94,7 @@ def record_decision(
         client_ip=uploader.client_ip,
         request_id=uploader.request_id[:128],
     )
-    _log_decision(event)
+    transaction.on_commit(lambda: _log_decision(event))
     return event
 
 
@@ -109,7 +111,11 @@ def _log_decision(event: UploadEvent) -> None:
 
 
 def uploads_create(
-    *, policy: UploadPolicy, files: Iterable[AcceptedFile], uploader: Uploader
+    *,
+    policy: UploadPolicy,
+    policy_audit_seq: int | None,
+    files: Iterable[AcceptedFile],
+    uploader: Uploader,
 ) -> list[Upload]:
     """Store the files, then their rows and events in one transaction; on any failure, remove
     the stored files again. Must not run inside another transaction (its commit decides)."""
@@ -121,7 +127,7 @@ def uploads_create(
             stored[-1] = storage().save(stored[-1], _as_file(accepted.content))
         with transaction.atomic(durable=True):
             uploads = [
-                _create_row(policy, accepted, name, uploader)
+                _create_row(policy, policy_audit_seq, accepted, name, uploader)
                 for accepted, name in zip(files, stored, strict=True)
             ]
     except BaseException:
@@ -137,21 +143,20 @@ def _as_file(content: IO[bytes]) -> File:
 
 
 def _create_row(
-    policy: UploadPolicy, accepted: AcceptedFile, stored_name: str, uploader: Uploader
+    policy: UploadPolicy,
+    policy_audit_seq: int | None,
+    accepted: AcceptedFile,
+    stored_name: str,
+    uploader: Uploader,
 ) -> Upload:
-    size, sha256 = (
-        size_and_sha256(accepted.content)
-        if accepted.reencoded
-        else (accepted.facts.size, accepted.facts.sha256)
-    )
     upload = Upload.objects.create(
         owner=uploader.user,
         policy=policy,
-        policy_audit_seq=latest_seq_for(object_type="upload_policy", object_id=str(policy.pk)),
+        policy_audit_seq=policy_audit_seq,
         stored_name=stored_name,
         original_name=accepted.original_name,
-        size_bytes=size,
-        sha256=sha256,
+        size_bytes=accepted.size,
+        sha256=accepted.sha256,
         content_type=accepted.facts.content_type,
         reencoded=accepted.reencoded,
     )

@@ -36,7 +36,10 @@ def upload_page(request: HttpRequest, slug: str = DEFAULT_POLICY) -> HttpRespons
     attempt = UploadAttempt(request, slug)
     try:
         with attempt.refusing():  # the CSRF check reads the body, so it can raise a refusal
-            return _store_checked(request, attempt)
+            response = _store_checked(request, attempt)
+            if attempt.handler.rejection:  # CSRF failed on a body the handler had cut short
+                raise attempt.handler.rejection
+            return response
     except PortcullisError as refusal:
         return _form(request, slug, refusal=refusal)
     finally:
