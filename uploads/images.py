@@ -10,6 +10,16 @@ Pillow is only ever asked to read the one format libmagic named (never to guess 
 plugins, some of which run external programs), and its global settings are left alone:
 LOAD_TRUNCATED_IMAGES stays False and MAX_IMAGE_PIXELS keeps its value; its decompression-bomb
 warning is turned into an error here only, for the length of one call.
+
+Frames cost even when they are tiny: a 9 MB GIF holds 250,000 frames of one pixel, each a Python
+object when decoded and kept. An image may hold at most MAX_FRAMES frames (or pages), counted
+before any is decoded (GIF and TIFF files do not say how many they hold, so the count walks their
+frame headers, stopping one past the limit). Re-encoding keeps every frame in memory (Pillow's
+GIF, APNG and WebP writers collect all frames before writing), so the frame limit and the pixel
+limits are what bound it.
+
+`reencode_image` does its Pillow work in a child process with CPU and memory limits
+(uploads.sandbox); the pipeline runs `inspect_image` in one too.
 """
 
 from __future__ import annotations
@@ -22,9 +32,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, features
+from PIL import (
+    GifImagePlugin,
+    Image,
+    ImageOps,
+    TiffImagePlugin,
+    UnidentifiedImageError,
+    features,
+)
 
 from project.errors import UploadRejected
+from uploads import sandbox
 
 logger = logging.getLogger("portcullis.uploads")
 
@@ -57,6 +75,9 @@ JPEG_QUALITY = 90
 WEBP_QUALITY = 90
 AVIF_QUALITY = 90
 TIFF_COMPRESSION = "tiff_adobe_deflate"  # lossless and widely read
+# Frames (or pages) an image may hold. Animations and multi-page scans stay far below; each frame
+# costs a decode and an object in memory however few pixels it has.
+MAX_FRAMES = 1000
 
 
 @dataclass(frozen=True)
@@ -93,19 +114,47 @@ def reencode_image(source: BinaryIO, dest: BinaryIO, *, mime: str) -> None:
 
     EXIF orientation is applied to the pixels first, so the copy shows the same way up without
     its EXIF. Call it after inspect_image: it trusts the pixel limits were checked. `dest` is
-    written from its current position; `source` is left at position 0.
+    written from its current position and left after what was written; `source` is left at
+    position 0.
+
+    The Pillow work runs in a sandboxed child (uploads.sandbox): it writes into `dest` itself when
+    `dest` is a real file, or sends the clean bytes back (an io.BytesIO). Raises UploadRejected
+    like inspect_image, and sandbox.LimitsExceeded when the child runs out of CPU time, memory or
+    time.
     """
+    start = dest.tell()
+    direct = _is_real_file(dest)
     try:
-        pillow_format = _pillow_format(mime)
-        with _pillow_errors(pillow_format, limits=None):
-            options = _format_options(source, pillow_format)
-            with _open(source, pillow_format) as im:
-                frames = _clean_frames(im, pillow_format)
-                options |= _animation_options(im, frames, pillow_format)
-            clean = _encode(frames, pillow_format, options)
+        result = sandbox.run(_reencode, source, dest if direct else None, mime=mime)
     finally:
         source.seek(0)
+    if direct:
+        dest.seek(start + result)
+    else:
+        dest.write(result)
+
+
+def _is_real_file(stream: BinaryIO) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+def _reencode(source: BinaryIO, dest: BinaryIO | None, *, mime: str) -> int | bytes:
+    """In the child: the clean copy written to `dest` (returning its length), or returned."""
+    pillow_format = _pillow_format(mime)
+    with _pillow_errors(pillow_format, limits=None):
+        options = _format_options(source, pillow_format)
+        with _open(source, pillow_format) as im:
+            frames = _clean_frames(im, pillow_format)
+            options |= _animation_options(im, frames, pillow_format)
+        clean = _encode(frames, pillow_format, options)
+    if dest is None:
+        return clean
     dest.write(clean)
+    return len(clean)
 
 
 def _pillow_format(mime: str) -> str:
@@ -170,17 +219,64 @@ def _open(source: BinaryIO, pillow_format: str) -> Image.Image:
 
 
 def _frame_count(im: Image.Image) -> int:
-    """How many frames (or pages) the file holds; Pillow counts them without decoding pixels."""
+    """How many frames (or pages) the file holds; Pillow counts them without decoding pixels.
+
+    Call _frames_within_limit first: for a GIF or a TIFF, this walks every frame's header.
+    """
     return getattr(im, "n_frames", 1)
 
 
+def _frames_within_limit(im: Image.Image) -> int:
+    """The frame count, refusing more than MAX_FRAMES without walking past the limit.
+
+    Most formats state their frame count in a header. GIF and TIFF do not: Pillow's n_frames
+    walks every frame header (seconds for 250,000 frames), so here the walk stops one frame past
+    the limit. Nothing is decoded.
+    """
+    if isinstance(im, (GifImagePlugin.GifImageFile, TiffImagePlugin.TiffImageFile)):
+        count = _frames_up_to(im, MAX_FRAMES + 1)
+    else:
+        count = _frame_count(im)
+    if count > MAX_FRAMES:
+        raise UploadRejected(
+            "image_too_large",
+            f"The image has more than {MAX_FRAMES:,} frames; this upload accepts at most "
+            f"{MAX_FRAMES:,}.",
+        )
+    return count
+
+
+def _frames_up_to(im: Image.Image, stop: int) -> int:
+    """Frames counted one header at a time, up to `stop`, then back to the frame it was on.
+
+    A GIF frame's header is read as n_frames reads it (Pillow's own `_seek` with no image update;
+    its `seek` would decode every frame on the way); a TIFF's seek reads the page's directory and
+    decodes nothing. One frame at a time: seeking a TIFF far past its end miscounts its pages.
+    """
+    current = im.tell()
+    count = current + 1
+    try:
+        while count < stop:
+            if isinstance(im, GifImagePlugin.GifImageFile):
+                im._seek(count, False)
+            else:
+                im.seek(count)
+            count += 1
+    except EOFError:
+        pass
+    finally:
+        im.seek(current)
+    return count
+
+
 def _check_header(im: Image.Image, limits: _Limits) -> None:
-    """Refuse from the header alone: one frame's size first, then the size times the frames."""
+    """Refuse from the header alone: one frame's size first, then the frame count, then the size
+    times the frames."""
     width, height = im.size
     if width < 1 or height < 1:
         raise UploadRejected("image_invalid", "The image has no pixels.")
     _refuse_if_too_large(width, height, 1, limits)
-    _refuse_if_too_large(width, height, _frame_count(im), limits)
+    _refuse_if_too_large(width, height, _frames_within_limit(im), limits)
 
 
 def _refuse_if_too_large(width: int, height: int, frames: int, limits: _Limits) -> None:
@@ -211,8 +307,9 @@ def _decode_every_frame(im: Image.Image, limits: _Limits) -> None:
 
 
 def _clean_frames(im: Image.Image, pillow_format: str) -> list[Image.Image]:
-    """Every frame worth keeping, each a fresh image holding pixels and no metadata."""
-    count = _frame_count(im) if pillow_format in _MULTI_FRAME_FORMATS else 1
+    """Every frame worth keeping (at most MAX_FRAMES), each a fresh image holding pixels and no
+    metadata."""
+    count = _frames_within_limit(im) if pillow_format in _MULTI_FRAME_FORMATS else 1
     frames = []
     for index in range(count):
         im.seek(index)

@@ -24,7 +24,7 @@ from django.conf import settings
 from policies.filetypes import FILE_TYPES, label_of, type_of
 from policies.models import UploadPolicy
 from project.errors import UploadRejected
-from uploads import images, pdfs
+from uploads import images, pdfs, sandbox
 from uploads.names import extension_of, sanitize_filename
 from uploads.receive import ReceivedFile
 from uploads.services import AcceptedFile, FileFacts, size_and_sha256
@@ -115,16 +115,48 @@ def _a(label: str) -> str:
 
 
 def check_content(policy: UploadPolicy, content: IO[bytes], mime: str) -> tuple[IO[bytes], bool]:
-    """The kind-specific checks; returns the bytes to keep and whether they were re-encoded."""
+    """The kind-specific checks; returns the bytes to keep and whether they were re-encoded.
+
+    Pillow and pypdf run in sandboxed children (uploads.sandbox: CPU, memory and wall-clock
+    limits from settings): the image inspection here, the re-encoding inside
+    images.reencode_image (so reencoded_copy keeps the file, the child writes into it). A child
+    over its limits is a refusal, never a killed worker.
+    """
     kind = FILE_TYPES[mime].kind
+    limits = sandbox.configured_limits()
     if kind == "image":
-        images.inspect_image(
-            content, mime=mime, max_pixels=policy.image_max_pixels, max_side=policy.image_max_side
-        )
-        if policy.image_reencode:
-            return reencoded_copy(content, mime), True
+        try:
+            sandbox.run(
+                images.inspect_image,
+                content,
+                mime=mime,
+                max_pixels=policy.image_max_pixels,
+                max_side=policy.image_max_side,
+                limits=limits,
+            )
+            if policy.image_reencode:
+                return reencoded_copy(content, mime), True
+        except sandbox.LimitsExceeded:
+            raise UploadRejected(
+                "image_invalid",
+                "The image could not be checked within the time and memory this server allows.",
+            ) from None
     elif mime == "application/pdf":
-        pdfs.inspect_pdf(content, refuse=refused_pdf_content(policy))
+        try:
+            sandbox.run(
+                pdfs.inspect_pdf,
+                content,
+                refuse=refused_pdf_content(policy),
+                # Most of the CPU budget: pdfs' own bounds refuse before the child is killed.
+                time_budget=limits.cpu_seconds * 0.6,
+                limits=limits,
+            )
+        except sandbox.LimitsExceeded:
+            raise UploadRejected(
+                "active_content",
+                "The PDF could not be checked for active content within the time and memory "
+                "this server allows; this upload does not accept it.",
+            ) from None
     elif FILE_TYPES[mime].container:
         raise UploadRejected(
             "archive_rejected",

@@ -17,21 +17,51 @@ still meets the other:
 A PDF pypdf cannot open or walk (damaged beyond repair, or encrypted with a password other
 than the empty one) is reported as "unparseable", and `inspect_pdf` refuses it whatever the
 policy says: a file nobody could check is not accepted.
+
+A small PDF can hold a great deal of work (object streams that inflate to tens of MiB each, which
+pypdf then reads a byte at a time in Python), so both scans share bounds, and a file that needs
+more than they allow is "unparseable" too:
+
+- a budget of decoded bytes (_MAX_DECODED_BYTES, 64 MiB) across both scans: every object
+  stream pypdf decodes and every byte the raw scan inflates is charged to it, and no single
+  stream pypdf decodes (object stream or cross-reference stream) may pass
+  _MAX_OBJECT_STREAM_BYTES (pypdf's own limit, lowered for the walk). A real file holds a few
+  MiB of object streams; since both scans read them, a file whose object streams decode to
+  more than about half the budget (32 MiB) is refused;
+- a time budget (`time_budget`, TIME_BUDGET_SECONDS unless the caller says), checked between
+  objects and between the raw scan's pieces. One object is not interrupted: its cost is bounded
+  by the size of the stream it comes from;
+- memory: pypdf keeps every object it reads; the walk visits the objects of one object stream
+  together and then drops them and the stream's decoded data from pypdf's cache, so at most one
+  decoded object stream is held at a time.
+
+The pipeline also runs `inspect_pdf` in a child process with CPU and memory limits
+(uploads.sandbox), for whatever these bounds do not foresee.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
+import math
 import re
+import time
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from pypdf import PasswordType, PdfReader
-from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject, StreamObject
+from pypdf import PasswordType, PdfReader, apply_configuration
+from pypdf.generic import (
+    ArrayObject,
+    DictionaryObject,
+    IndirectObject,
+    NameObject,
+    NumberObject,
+    StreamObject,
+)
 
 from project.errors import UploadRejected
 
@@ -58,8 +88,26 @@ _KIND_PHRASES = {
     "xfa": "an XFA form",
 }
 _UNPARSEABLE_DETAIL = (
-    "The PDF could not be checked for active content because it is damaged or encrypted; "
-    "this upload does not accept it."
+    "The PDF could not be checked for active content because it is damaged, encrypted or too "
+    "large to check; this upload does not accept it."
+)
+
+# Bounds on the work one file may cause (see the module docstring).
+_MAX_DECODED_BYTES = 64 << 20  # decoded by both scans together
+# One stream, as pypdf decodes it. pypdf parses an object a byte at a time, up to about half a
+# second a MiB (a hex string), so this also bounds what one object costs between clock checks.
+_MAX_OBJECT_STREAM_BYTES = 4 << 20
+# Objects one object stream may index (real producers put tens to hundreds in each).
+_MAX_OBJECTS_PER_STREAM = 100_000
+# pypdf walks about 15,000 objects a second; the pipeline passes its own (uploads.inspect).
+TIME_BUDGET_SECONDS = 6.0
+# pypdf's limits on what one stream decodes to, each set to what the budget allows.
+_PYPDF_OUTPUT_LIMITS = (
+    "zlib_maximum_output_length",
+    "lzw_maximum_output_length",
+    "run_length_maximum_output_length",
+    "brotli_maximum_output_length",
+    "jbig2_maximum_output_length",
 )
 
 # pypdf walk: how deep dictionaries and arrays may nest inside one object. Real files stay far
@@ -73,8 +121,7 @@ _CHUNK_SIZE = 1 << 20
 _OVERLAP = 256
 # How far after an /ObjStm name the `stream` keyword of that object stream may be.
 _OBJECT_STREAM_REACH = 4096
-# Inflation caps: total bytes inflated across the file, and object streams inflated.
-_MAX_INFLATED_BYTES = 64 << 20
+# Object streams the raw scan inflates at most (more is refused, as over the budget).
 _MAX_OBJECT_STREAMS = 100_000
 _FIRST_READ = 512  # inflation reads start small (most object streams are), then double
 
@@ -89,35 +136,70 @@ _PDF_SYNTAX = re.compile(rb"[\t\n\x0c\r\x20-\x7e]*")
 _DELIMITERS = b"\x00\t\n\x0c\r ()<>[]{}/%"
 
 
-def find_active_content(source: BinaryIO) -> set[str]:
+class _BudgetSpent(Exception):
+    """The file needs more decoding or more time than one PDF is allowed."""
+
+
+@dataclass
+class _Budget:
+    """What one file may still cost: decoded bytes, and time until `deadline` (monotonic)."""
+
+    bytes_left: int = _MAX_DECODED_BYTES
+    deadline: float = math.inf
+    # Object streams whose decoded size is already charged (pypdf decodes each once).
+    charged: set[int] = field(default_factory=set)
+
+    @classmethod
+    def lasting(cls, seconds: float) -> _Budget:
+        return cls(deadline=time.monotonic() + seconds)
+
+    def spend(self, decoded: int) -> None:
+        self.bytes_left -= decoded
+        if self.bytes_left < 0:
+            raise _BudgetSpent(f"more than {_MAX_DECODED_BYTES:,} bytes to decode")
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _BudgetSpent("out of time")
+
+
+def find_active_content(source: BinaryIO, *, time_budget: float = TIME_BUDGET_SECONDS) -> set[str]:
     """Which ACTIVE_KINDS the PDF holds, found by pypdf AND by a raw scan of the bytes.
 
-    The set may also hold "unparseable" when pypdf could not open or walk the file. `source`
-    is read from its start and left at position 0.
+    The set may also hold "unparseable" when pypdf could not open or walk the file, or either
+    scan ran over the budgets (decoded bytes, `time_budget` seconds). `source` is read from its
+    start and left at position 0.
     """
+    budget = _Budget.lasting(time_budget)
     try:
         source.seek(0)
         try:
-            kinds = _kinds_found_by_pypdf(source)
+            kinds = _kinds_found_by_pypdf(source, budget)
+        except _BudgetSpent as spent:
+            logger.info("PDF over the budget of the active-content check: %s", spent)
+            kinds = {UNPARSEABLE}
         except Exception as error:  # pypdf raises many types on damaged input; all mean "unchecked"
             logger.info("PDF not parseable for the active-content check: %.200r", error)
             kinds = {UNPARSEABLE}
-        return kinds | _kinds_found_in_raw_bytes(source)
+        return kinds | _kinds_found_in_raw_bytes(source, budget)
     finally:
         source.seek(0)
 
 
-def inspect_pdf(source: BinaryIO, *, refuse: Iterable[str]) -> None:
+def inspect_pdf(
+    source: BinaryIO, *, refuse: Iterable[str], time_budget: float = TIME_BUDGET_SECONDS
+) -> None:
     """Raise UploadRejected("active_content", detail) if the PDF holds any kind in `refuse`.
 
-    An unparseable PDF is refused whatever `refuse` holds (fail closed). When refused kinds were
-    found, the detail names them, even in a damaged file. `source` is left at position 0.
+    An unparseable PDF (or one over the budgets) is refused whatever `refuse` holds (fail
+    closed). When refused kinds were found, the detail names them, even in a damaged file.
+    `source` is left at position 0.
     """
     refused = frozenset(refuse)
     unknown = refused - set(ACTIVE_KINDS)
     if unknown:
         raise ValueError(f"unknown PDF content kinds {sorted(unknown)}; known: {ACTIVE_KINDS}")
-    found = find_active_content(source)
+    found = find_active_content(source, time_budget=time_budget)
     named = [kind for kind in ACTIVE_KINDS if kind in found and kind in refused]
     if named:
         raise UploadRejected("active_content", _refusal_detail(named))
@@ -139,40 +221,135 @@ def _kinds_named(names: Iterable[str]) -> set[str]:
 # --- Scan 1: pypdf ----------------------------------------------------------------------------
 
 
-def _kinds_found_by_pypdf(source: BinaryIO) -> set[str]:
+def _kinds_found_by_pypdf(source: BinaryIO, budget: _Budget | None = None) -> set[str]:
     """The kinds named in the trailer and in every object pypdf lists; raises if it cannot read.
 
     Encrypted files are opened with the empty user password (what a viewer tries first); any
-    other password makes the file unreadable here, so it raises.
+    other password makes the file unreadable here, so it raises. Raises _BudgetSpent past the
+    budget.
     """
-    reader = PdfReader(source, strict=False)
-    if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-        raise ValueError("the PDF is encrypted with a password")
-    names = set(_names_in(reader.trailer))
-    for reference in _every_object(reader):
-        obj = reader.get_object(reference)
-        names.update(_names_in(obj))
-        _forget_stream_data(reader, reference, obj)
+    budget = budget if budget is not None else _Budget()
+    with _decoding_limit(budget):  # what pypdf decodes while opening, or on its own initiative
+        reader = PdfReader(source, strict=False)
+        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise ValueError("the PDF is encrypted with a password")
+        names = set(_names_in(reader.trailer))
+        plain, packed = _objects_by_stream(reader)
+        for stream_number in packed:
+            _charge_if_decoded(reader, stream_number, budget)
+        for reference in plain:
+            budget.check_time()
+            obj = reader.get_object(reference)
+            names.update(_names_in(obj))
+            _charge_length_lookup(reader, obj, budget)
+            _forget(reader, reference, obj)
+    for stream_number, members in packed.items():
+        names |= _names_in_object_stream(reader, stream_number, members, budget)
     return _kinds_named(name[1:] for name in names)
 
 
-def _every_object(reader: PdfReader) -> list[IndirectObject]:
-    """Every object the file lists, reachable from the catalog or not (orphans hide things too)."""
-    listed = [
+def _objects_by_stream(
+    reader: PdfReader,
+) -> tuple[list[IndirectObject], dict[int, list[tuple[int, int]]]]:
+    """Every object the file lists, reachable from the catalog or not (orphans hide things too):
+    those stored plainly, and those in object streams (object number, index) by stream number.
+    """
+    packed: dict[int, list[tuple[int, int]]] = {}
+    for number, (stream_number, index) in list(reader.xref_objStm.items()):
+        packed.setdefault(stream_number, []).append((number, index))
+    plain = [
         IndirectObject(number, generation, reader)
         for generation, entries in list(reader.xref.items())
         for number in list(entries)
+        # pypdf reads generation 0 of a number listed in an object stream from that stream
+        if not (generation == 0 and number in reader.xref_objStm)
     ]
-    in_object_streams = [IndirectObject(number, 0, reader) for number in list(reader.xref_objStm)]
-    return listed + in_object_streams
+    return plain, packed
 
 
-def _forget_stream_data(reader: PdfReader, reference: IndirectObject, obj: object) -> None:
-    """Drop a walked stream (an image can be hundreds of MiB) from pypdf's cache of objects.
+@contextlib.contextmanager
+def _decoding_limit(budget: _Budget) -> Iterator[None]:
+    """pypdf decodes no stream to more than one object stream may hold, or the budget has left."""
+    limit = min(_MAX_OBJECT_STREAM_BYTES, budget.bytes_left)
+    if limit <= 0:  # 0 would mean "no limit" to pypdf
+        raise _BudgetSpent("the decoding budget is spent")
+    with apply_configuration(**dict.fromkeys(_PYPDF_OUTPUT_LIMITS, limit)):
+        yield
 
-    Object streams stay cached: pypdf reads the objects inside them from the cached copy.
+
+def _names_in_object_stream(
+    reader: PdfReader, stream_number: int, members: list[tuple[int, int]], budget: _Budget
+) -> set[str]:
+    """The names in the objects of one object stream, decoded once, then dropped from the cache."""
+    budget.check_time()
+    names: set[str] = set()
+    stream: object = None
+    try:
+        with _decoding_limit(budget):  # reading the stream may resolve its /Length elsewhere
+            stream = reader.get_object(IndirectObject(stream_number, 0, reader))
+            if stream_number not in budget.charged and isinstance(stream, StreamObject):
+                decoded = stream.get_data()
+                budget.charged.add(stream_number)
+                budget.spend(len(decoded))
+        _read_no_further_than(stream, max(index for _, index in members))
+        with _decoding_limit(budget):
+            for number, _ in members:
+                budget.check_time()
+                names.update(_names_in(reader.get_object(IndirectObject(number, 0, reader))))
+    finally:
+        for number, _ in members:
+            reader.resolved_objects.pop((0, number), None)
+        reader.resolved_objects.pop((0, stream_number), None)
+        if hasattr(stream, "decoded_self"):
+            stream.decoded_self = None
+    return names
+
+
+def _read_no_further_than(stream: object, last_index: int) -> None:
+    """Have pypdf read an object stream's index only as far as the cross-reference table points.
+
+    pypdf reads all /N entries of the index, and every object they list, when the first object
+    is asked for; a hostile /N makes that millions. No viewer finds an object the cross-reference
+    table does not point to, so nothing past the last index it names is read; a table pointing
+    past _MAX_OBJECTS_PER_STREAM is over the budget.
     """
-    if isinstance(obj, StreamObject) and dict.get(obj, "/Type") != "/ObjStm":
+    if last_index >= _MAX_OBJECTS_PER_STREAM:
+        raise _BudgetSpent(
+            f"an object stream indexes more than {_MAX_OBJECTS_PER_STREAM:,} objects"
+        )
+    if not isinstance(stream, StreamObject):
+        return
+    declared = dict.get(stream, "/N")
+    if isinstance(declared, int) and declared > last_index + 1:
+        stream[NameObject("/N")] = NumberObject(last_index + 1)
+
+
+def _charge_if_decoded(reader: PdfReader, stream_number: int, budget: _Budget) -> None:
+    """Charge an object stream pypdf has decoded (and cached) on its own, once."""
+    if stream_number in budget.charged:
+        return
+    decoded = getattr(reader.cache_get_indirect_object(0, stream_number), "decoded_self", None)
+    if decoded is not None:
+        budget.charged.add(stream_number)
+        budget.spend(len(decoded.get_data()))
+
+
+def _charge_length_lookup(reader: PdfReader, obj: object, budget: _Budget) -> None:
+    """A stream whose /Length is an object inside an object stream made pypdf decode that one."""
+    if not isinstance(obj, StreamObject):
+        return
+    length = dict.get(obj, "/Length")
+    if isinstance(length, IndirectObject) and length.idnum in reader.xref_objStm:
+        _charge_if_decoded(reader, reader.xref_objStm[length.idnum][0], budget)
+
+
+def _forget(reader: PdfReader, reference: IndirectObject, obj: object) -> None:
+    """Drop a walked object (a stream's data can be hundreds of MiB) from pypdf's cache.
+
+    Object streams stay cached until their objects are walked: pypdf reads them from the cached
+    copy.
+    """
+    if not (isinstance(obj, StreamObject) and dict.get(obj, "/Type") == "/ObjStm"):
         reader.resolved_objects.pop((reference.generation, reference.idnum), None)
 
 
@@ -251,6 +428,7 @@ class _TokenScanner:
     def __init__(self, *, find_object_streams: bool) -> None:
         self.names: set[str] = set()
         self.object_stream_starts = array("q")  # file offsets of Flate object-stream data
+        self.too_many_object_streams = False
         self._find_object_streams = find_object_streams
         self._buffer = b""
         self._buffer_offset = 0  # file offset of self._buffer[0]
@@ -318,66 +496,77 @@ class _TokenScanner:
             self._object_stream_name_at = None
             if len(self.object_stream_starts) < _MAX_OBJECT_STREAMS:
                 self.object_stream_starts.append(data_start)
+            else:
+                self.too_many_object_streams = True
 
 
-def _chunks(source: BinaryIO, size: int = _CHUNK_SIZE) -> Iterator[bytes]:
+def _chunks(source: BinaryIO, budget: _Budget, size: int = _CHUNK_SIZE) -> Iterator[bytes]:
     while chunk := source.read(size):
         yield chunk
+        budget.check_time()
 
 
-def _scan_pieces(pieces: Iterable[bytes], *, find_object_streams: bool) -> _TokenScanner:
-    scanner = _TokenScanner(find_object_streams=find_object_streams)
-    for piece in pieces:
-        scanner.feed(piece)
-    scanner.finish()
-    return scanner
+def _scan_pieces(scanner: _TokenScanner, pieces: Iterable[bytes]) -> None:
+    """Feed `scanner` every piece; what it found stays in it if a piece raises."""
+    try:
+        for piece in pieces:
+            scanner.feed(piece)
+    finally:
+        scanner.finish()
 
 
-def _kinds_found_in_raw_bytes(source: BinaryIO) -> set[str]:
-    """The kinds named by tokens in the bytes, and in the object streams they inflate to."""
-    source.seek(0)
-    scanner = _scan_pieces(_chunks(source), find_object_streams=True)
-    names = scanner.names | _names_in_object_streams(source, scanner.object_stream_starts)
+def _kinds_found_in_raw_bytes(source: BinaryIO, budget: _Budget | None = None) -> set[str]:
+    """The kinds named by tokens in the bytes, and in the object streams they inflate to.
+
+    With "unparseable" when the budget ran out (what was found until then is still named).
+    """
+    budget = budget if budget is not None else _Budget()
+    names: set[str] = set()
+    try:
+        source.seek(0)
+        scanner = _TokenScanner(find_object_streams=True)
+        try:
+            _scan_pieces(scanner, _chunks(source, budget))
+        finally:
+            names |= scanner.names
+        if scanner.too_many_object_streams:
+            raise _BudgetSpent(f"more than {_MAX_OBJECT_STREAMS:,} object streams")
+        for start in scanner.object_stream_starts:
+            inner = _TokenScanner(find_object_streams=False)
+            try:
+                _scan_pieces(inner, _inflate(source, start, budget))
+            finally:
+                names |= inner.names
+    except _BudgetSpent as spent:
+        logger.info("PDF over the budget of the raw active-content scan: %s", spent)
+        return _kinds_named(names) | {UNPARSEABLE}
     return _kinds_named(names)
 
 
-@dataclass
-class _InflationBudget:
-    """How many more bytes may be inflated, across all of one file's object streams."""
+def _inflate(source: BinaryIO, start: int, budget: _Budget) -> Iterator[bytes]:
+    """The zlib data at `start` inflated, in pieces, until it ends or breaks.
 
-    bytes_left: int
-
-
-def _names_in_object_streams(source: BinaryIO, starts: Iterable[int]) -> set[str]:
-    budget = _InflationBudget(_MAX_INFLATED_BYTES)
-    names: set[str] = set()
-    for start in starts:
-        if budget.bytes_left <= 0:
-            break
-        names |= _scan_pieces(_inflate(source, start, budget), find_object_streams=False).names
-    return names
-
-
-def _inflate(source: BinaryIO, start: int, budget: _InflationBudget) -> Iterator[bytes]:
-    """The zlib data at `start` inflated, in pieces, until it ends, breaks, or the budget is spent.
-
-    Output is asked for at most a chunk (and at most the budget) at a time, so a decompression
-    bomb never expands in memory: it only spends the budget.
+    Output is asked for at most a chunk (and at most one byte past the budget) at a time, so a
+    decompression bomb never expands in memory: it spends the budget, and raises _BudgetSpent
+    when it would pass it.
     """
     source.seek(start)
     inflater = zlib.decompressobj()
     read_size = _FIRST_READ
     compressed = b""
-    while budget.bytes_left > 0 and not inflater.eof:
+    while not inflater.eof:
         if not compressed:
             compressed = source.read(read_size)
             read_size = min(read_size * 2, _CHUNK_SIZE)
             if not compressed:
                 return
         try:
-            piece = inflater.decompress(compressed, min(budget.bytes_left, _CHUNK_SIZE))
+            piece = inflater.decompress(compressed, min(max(budget.bytes_left, 0) + 1, _CHUNK_SIZE))
         except zlib.error:
             return  # damaged data: what came out before the damage has been scanned
         compressed = inflater.unconsumed_tail
-        budget.bytes_left -= len(piece)
+        if len(piece) > budget.bytes_left:
+            yield piece[: max(budget.bytes_left, 0)]  # what the budget allows is scanned
+        budget.spend(len(piece))  # raises when over
+        budget.check_time()
         yield piece

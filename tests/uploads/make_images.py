@@ -322,3 +322,24 @@ def pixel_flood_gif(width: int, height: int) -> bytes:
     data = bytearray(saved(Image.new("P", (4, 4)), "GIF"))
     data[6:10] = struct.pack("<HH", width, height)
     return bytes(data)
+
+
+def gif_frame_flood(frames: int) -> bytes:
+    """A 1 x 1 GIF of `frames` frames, built by hand (23 bytes a frame, so 250,000 frames take
+    under 6 MB): each frame a graphic control extension (10 ms) and one LZW-coded pixel, black
+    and white in turn (a writer merges identical frames that follow each other)."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    loop = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    control = b"\x21\xf9\x04\x00\x01\x00\x00\x00"
+    # Image descriptor at (0, 0), 1 x 1, no local colour table; LZW minimum code size 2 and the
+    # 3-bit codes clear (4), the pixel (0 or 1), end (5) in one sub-block of two bytes.
+    descriptor = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02"
+    black, white = (control + descriptor + codes + b"\x00" for codes in (b"\x44\x01", b"\x4c\x01"))
+    body = (black + white) * (frames // 2) + black * (frames % 2)
+    return screen + loop + body + b"\x3b"
+
+
+def tiff_with_pages(pages: int) -> bytes:
+    """A TIFF of `pages` 1 x 1 pages."""
+    images = [Image.new("L", (1, 1), i % 256) for i in range(pages)]
+    return saved(images[0], "TIFF", save_all=True, append_images=images[1:])

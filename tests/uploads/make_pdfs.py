@@ -124,8 +124,12 @@ def pdf_with_hex_escaped_javascript() -> bytes:
     return _one_page_pdf(catalog_extra=b"/OpenAction 6 0 R", extra=(action,))
 
 
-def pdf_with_js_in_object_stream() -> bytes:
-    """PDF 1.5: the JavaScript /OpenAction packed in a Flate object stream (7), xref stream (8)."""
+def pdf_with_js_in_object_stream(declared_objects: int | None = None) -> bytes:
+    """PDF 1.5: the JavaScript /OpenAction packed in a Flate object stream (7), xref stream (8).
+
+    `declared_objects` replaces the object stream's /N (the 5 objects it holds), as a hostile
+    file claims millions.
+    """
     catalog, pages, page, content, font = _page_objects(catalog_extra=b"/OpenAction 6 0 R")
     action = b"<</Type/Action/S/JavaScript/JS(" + SCRIPT + b")>>"
     packed = {1: catalog, 2: pages, 3: page, 5: font, 6: action}
@@ -133,15 +137,15 @@ def pdf_with_js_in_object_stream() -> bytes:
     offsets = {4: len(out)}
     out += b"4 0 obj\n" + content + b"\nendobj\n"
     offsets[7] = len(out)
-    out += b"7 0 obj\n" + _object_stream(packed) + b"\nendobj\n"
+    out += b"7 0 obj\n" + _object_stream(packed, declared_objects) + b"\nendobj\n"
     offsets[8] = len(out)
     out += b"8 0 obj\n" + _xref_stream(offsets, packed, size=9) + b"\nendobj\n"
     out += b"startxref\n%d\n%%%%EOF\n" % offsets[8]
     return bytes(out)
 
 
-def _object_stream(packed: dict[int, bytes]) -> bytes:
-    """An /ObjStm holding `packed` (number -> body), Flate-compressed."""
+def _object_stream(packed: dict[int, bytes], declared_objects: int | None = None) -> bytes:
+    """An /ObjStm holding `packed` (number -> body), Flate-compressed; /N as declared, if given."""
     bodies, index, position = [], [], 0
     for number, body in packed.items():
         index.append(b"%d %d" % (number, position))
@@ -149,7 +153,8 @@ def _object_stream(packed: dict[int, bytes]) -> bytes:
         position += len(body) + 1
     header = b" ".join(index) + b"\n"
     data = header + b"\n".join(bodies)
-    extra = b"/Type/ObjStm/N %d/First %d/Filter/FlateDecode" % (len(packed), len(header))
+    count = len(packed) if declared_objects is None else declared_objects
+    extra = b"/Type/ObjStm/N %d/First %d/Filter/FlateDecode" % (count, len(header))
     return _stream(zlib.compress(data), extra)
 
 
@@ -227,3 +232,94 @@ def aes_encrypted_pdf(*, with_javascript: bool) -> bytes:
     writer = PdfWriter(clone_from=io.BytesIO(source))
     writer.encrypt(user_password="", owner_password="owner", algorithm="AES-256")
     return _written(writer)
+
+
+def pdf_with_object_stream_bombs(
+    *,
+    streams: int = 8,
+    inflated: int = 32 << 20,
+    filler: bytes = b"\x00",
+    declared_objects: int = 1,
+) -> bytes:
+    """A one-page PDF 1.5 with `streams` Flate object streams, each a small file inflating to
+    `inflated` bytes: one object (`<</Padding true>>`) and then filler up to that size.
+
+    NUL bytes (the default) are white space to a PDF reader, which pypdf skips one byte at a time
+    in Python after the object; a byte like `x` ends its reading at once. `declared_objects` is
+    the object streams' /N (a hostile one claims far more objects than the stream holds). Each
+    stream's Flate data is written a MiB at a time, never whole in memory.
+    """
+    catalog, pages, page, content, font = _page_objects()
+    out = bytearray(_HEADER.replace(b"1.7", b"1.5"))
+    offsets: dict[int, int] = {}
+    for number, body in enumerate([catalog, pages, page, content, font], start=1):
+        offsets[number] = len(out)
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    packed: dict[int, tuple[int, int]] = {}
+    for index in range(streams):
+        stream_number, member = 6 + 2 * index, 7 + 2 * index
+        header = b"%d 0\n" % member
+        data = _deflated(header + b"<</Padding true>>", filler, inflated)
+        extra = b"/Type/ObjStm/N %d/First %d/Filter/FlateDecode" % (declared_objects, len(header))
+        offsets[stream_number] = len(out)
+        out += b"%d 0 obj\n" % stream_number + _stream(data, extra) + b"\nendobj\n"
+        packed[member] = (stream_number, 0)
+    xref_number = 6 + 2 * streams
+    offsets[xref_number] = len(out)
+    xref = _general_xref_stream(offsets, packed, size=xref_number + 1)
+    out += b"%d 0 obj\n" % xref_number + xref + b"\nendobj\n"
+    out += b"startxref\n%d\n%%%%EOF\n" % offsets[xref_number]
+    return bytes(out)
+
+
+def _deflated(prefix: bytes, filler: bytes, size: int) -> bytes:
+    """zlib data inflating to `prefix` and then `filler` repeated, `size` bytes in all."""
+    compressor = zlib.compressobj(9)
+    pieces = [compressor.compress(prefix)]
+    remaining = size - len(prefix)
+    block = filler * ((1 << 20) // len(filler))
+    while remaining > 0:
+        piece = block[:remaining]
+        pieces.append(compressor.compress(piece))
+        remaining -= len(piece)
+    pieces.append(compressor.flush())
+    return b"".join(pieces)
+
+
+def _general_xref_stream(
+    offsets: dict[int, int], packed: dict[int, tuple[int, int]], size: int
+) -> bytes:
+    """A cross-reference stream (/W [1 4 2]): offsets of plain objects, (stream, index) slots."""
+    rows = []
+    for number in range(size):
+        if number in offsets:
+            rows.append(b"\x01" + offsets[number].to_bytes(4, "big") + b"\x00\x00")
+        elif number in packed:
+            stream_number, index = packed[number]
+            rows.append(b"\x02" + stream_number.to_bytes(4, "big") + index.to_bytes(2, "big"))
+        else:
+            rows.append(b"\x00" + bytes(4) + b"\xff\xff")
+    extra = b"/Type/XRef/Size %d/W[1 4 2]/Root 1 0 R" % size
+    return _stream(b"".join(rows), extra)
+
+
+def pdf_with_flooded_object_stream_index(entries: int = 200_000) -> bytes:
+    """A one-page PDF 1.5 whose object stream indexes `entries` objects (`null`s, numbered from
+    100000) after the one the cross-reference stream points to: a reader that parses the whole
+    index parses every one of them."""
+    catalog, pages, page, content, font = _page_objects()
+    out = bytearray(_HEADER.replace(b"1.7", b"1.5"))
+    offsets: dict[int, int] = {}
+    for number, body in enumerate([catalog, pages, page, content, font], start=1):
+        offsets[number] = len(out)
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    pairs = [b"7 0"] + [b"%d %d" % (100_000 + i, 5 * i) for i in range(1, entries)]
+    header = b" ".join(pairs) + b"\n"
+    data = header + b"null " * entries
+    extra = b"/Type/ObjStm/N %d/First %d/Filter/FlateDecode" % (entries, len(header))
+    offsets[6] = len(out)
+    out += b"6 0 obj\n" + _stream(zlib.compress(data), extra) + b"\nendobj\n"
+    offsets[8] = len(out)
+    out += b"8 0 obj\n" + _general_xref_stream(offsets, {7: (6, 0)}, size=9) + b"\nendobj\n"
+    out += b"startxref\n%d\n%%%%EOF\n" % offsets[8]
+    return bytes(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 
 import pytest
@@ -68,7 +69,11 @@ def scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict:
 
 
 def serve(request_scope: dict, server: FakeServer) -> FakeServer:
-    asyncio.run(asyncio.wait_for(application(request_scope, server.receive, server.send), 30))
+    """Run the app on its own event loop in a thread: the browser tests' Playwright keeps a
+    loop running in the main thread, where asyncio.run() would refuse to start."""
+    call = asyncio.wait_for(application(request_scope, server.receive, server.send), 30)
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, call).result()
     return server
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -14,9 +15,13 @@ from collections.abc import Callable
 import pytest
 from PIL import Image, ImageChops, ImageFile, features
 
+from policies.models import UploadPolicy
 from project.errors import UploadRejected
 from tests.uploads import make_images
+from tests.uploads.test_sandbox import measured
+from uploads import images
 from uploads.images import IMAGE_FORMATS, inspect_image, reencode_image
+from uploads.inspect import check_content
 
 MAX_PIXELS = 40_000_000
 MAX_SIDE = 12_000
@@ -494,3 +499,77 @@ def test_pillow_globals_are_left_alone():
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     assert max_pixels == Image.MAX_IMAGE_PIXELS
     assert warnings.filters == filters
+
+
+# Frame floods
+
+
+def test_a_gif_of_250000_frames_is_refused_from_its_headers_quickly(forbid_decoding):
+    data = make_images.gif_frame_flood(250_000)  # 5.75 MB, one pixel in each frame
+    decoded = forbid_decoding()
+
+    started = time.perf_counter()
+    rejected = refusal(data, "image/gif")
+
+    assert time.perf_counter() - started < 0.5
+    assert rejected.code == "image_too_large"
+    assert rejected.detail == (
+        f"The image has more than {images.MAX_FRAMES:,} frames; this upload accepts at most "
+        f"{images.MAX_FRAMES:,}."
+    )
+    assert decoded == []
+
+
+def test_a_frame_flood_is_refused_through_the_pipeline_in_little_memory():
+    data = make_images.gif_frame_flood(250_000)
+
+    with measured() as cost, pytest.raises(UploadRejected) as caught:
+        check_content(UploadPolicy(), io.BytesIO(data), "image/gif")
+
+    assert caught.value.code == "image_too_large"
+    assert cost["seconds"] < 1
+    assert cost["rss_growth_mib"] < 64
+
+
+def test_reencoding_refuses_a_frame_flood_by_itself():
+    with pytest.raises(UploadRejected) as caught:
+        reencoded(make_images.gif_frame_flood(images.MAX_FRAMES + 1), "image/gif")
+    assert caught.value.code == "image_too_large"
+
+
+def test_max_frames_is_inclusive():
+    at_limit = make_images.gif_frame_flood(images.MAX_FRAMES)
+    inspect(at_limit, "image/gif")
+    assert frame_count(reencoded(at_limit, "image/gif")) == images.MAX_FRAMES
+
+    over = refusal(make_images.gif_frame_flood(images.MAX_FRAMES + 1), "image/gif")
+    assert over.code == "image_too_large"
+
+
+def test_tiff_pages_count_as_frames(monkeypatch):
+    monkeypatch.setattr(images, "MAX_FRAMES", 10)
+
+    inspect(make_images.tiff_with_pages(10), "image/tiff")
+    assert frame_count(reencoded(make_images.tiff_with_pages(10), "image/tiff")) == 10
+    assert refusal(make_images.tiff_with_pages(11), "image/tiff").code == "image_too_large"
+    assert refusal(make_images.tiff_with_pages(50), "image/tiff").code == "image_too_large"
+
+
+def test_the_frame_count_walk_leaves_the_image_on_its_first_frame():
+    for data in (make_images.gif_frame_flood(5), make_images.tiff_with_pages(5)):
+        with Image.open(io.BytesIO(data)) as im:
+            assert images._frames_within_limit(im) == 5
+            assert im.tell() == 0
+
+
+def test_a_reencoded_copy_is_written_into_a_real_file_at_its_position():
+    with tempfile.TemporaryFile() as dest:
+        dest.write(b"before")
+        reencode_image(io.BytesIO(make_images.benign_png()), dest, mime="image/png")
+        end = dest.tell()
+        dest.seek(0)
+        written = dest.read()
+
+    assert written.startswith(b"before\x89PNG")
+    assert end == len(written)
+    assert opened(written[len(b"before") :]).size == make_images.SIZE

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import io
+import tempfile
+import time
 import zlib
 
 import magic
 import pytest
 
+from policies.models import UploadPolicy
 from project.errors import UploadRejected
 from tests.uploads import make_pdfs
+from tests.uploads.test_sandbox import measured
 from uploads import pdfs
+from uploads.inspect import check_content
 from uploads.pdfs import ACTIVE_KINDS, find_active_content, inspect_pdf
 
 REFUSED_BY_POLICY = "; this upload does not accept PDFs with active content."
 UNPARSEABLE_DETAIL = (
-    "The PDF could not be checked for active content because it is damaged or encrypted; "
-    "this upload does not accept it."
+    "The PDF could not be checked for active content because it is damaged, encrypted or too "
+    "large to check; this upload does not accept it."
 )
 
 # generator, the one kind it holds, how the refusal names it
@@ -241,16 +246,26 @@ def test_name_must_end_where_pdf_names_end():
     assert pdfs._kinds_found_in_raw_bytes(io.BytesIO(data)) == set()
 
 
-def test_inflation_stops_at_the_budget():
+def test_inflation_spends_the_budget_and_stops_past_it():
     compressor = zlib.compressobj()
     bomb = b"".join(compressor.compress(bytes(1 << 20)) for _ in range(100)) + compressor.flush()
-    budget = pdfs._InflationBudget(bytes_left=5 << 20)
+    budget = pdfs._Budget(bytes_left=5 << 20)
+    pieces = []
 
-    pieces = list(pdfs._inflate(io.BytesIO(bomb), 0, budget))
+    with pytest.raises(pdfs._BudgetSpent):
+        pieces.extend(pdfs._inflate(io.BytesIO(bomb), 0, budget))
 
     assert sum(map(len, pieces)) == 5 << 20
     assert max(map(len, pieces)) <= pdfs._CHUNK_SIZE
-    assert budget.bytes_left == 0
+
+
+def test_inflation_within_the_budget_spends_what_it_inflated():
+    budget = pdfs._Budget(bytes_left=5 << 20)
+
+    pieces = list(pdfs._inflate(io.BytesIO(zlib.compress(bytes(3 << 20))), 0, budget))
+
+    assert sum(map(len, pieces)) == 3 << 20
+    assert budget.bytes_left == 2 << 20
 
 
 def test_source_is_left_at_the_start():
@@ -276,3 +291,116 @@ def test_aes_encrypted_pdfs_that_open_without_a_password_are_checked():
     assert find_active_content(clean) == set()
     scripted = io.BytesIO(make_pdfs.aes_encrypted_pdf(with_javascript=True))
     assert find_active_content(scripted) == {"javascript"}
+
+
+# Hostile work: object streams that inflate to far more than the file's size
+
+
+@pytest.fixture(scope="module")
+def object_stream_bombs() -> bytes:
+    """8 object streams of 32 MiB of NULs each (pypdf skips white space a byte at a time)."""
+    data = make_pdfs.pdf_with_object_stream_bombs(streams=8, inflated=32 << 20)
+    assert len(data) < 300_000
+    return data
+
+
+def test_object_stream_bombs_are_refused_quickly_in_little_memory(object_stream_bombs):
+    with measured() as cost:
+        refused = rejection(object_stream_bombs, refuse=())
+
+    assert refused.detail == UNPARSEABLE_DETAIL
+    assert cost["seconds"] < 2
+    assert cost["rss_growth_mib"] < 64
+
+
+def test_object_stream_bombs_are_refused_through_the_pipeline_sandbox(object_stream_bombs):
+    with tempfile.TemporaryFile() as upload:
+        upload.write(object_stream_bombs)
+        upload.seek(0)
+        with measured() as cost, pytest.raises(UploadRejected) as caught:
+            check_content(UploadPolicy(), upload, "application/pdf")
+        assert upload.tell() == 0
+
+    assert caught.value.code == "active_content"
+    assert caught.value.detail == UNPARSEABLE_DETAIL
+    assert cost["seconds"] < 3
+    assert cost["rss_growth_mib"] < 64  # the parsing happened in a child process
+
+
+def test_no_object_stream_pypdf_decodes_may_pass_its_cap():
+    just_over = make_pdfs.pdf_with_object_stream_bombs(
+        streams=1, inflated=pdfs._MAX_OBJECT_STREAM_BYTES + 1, filler=b"x"
+    )
+    under = make_pdfs.pdf_with_object_stream_bombs(
+        streams=1, inflated=pdfs._MAX_OBJECT_STREAM_BYTES, filler=b"x"
+    )
+
+    assert find_active_content(io.BytesIO(just_over)) == {"unparseable"}
+    assert find_active_content(io.BytesIO(under)) == set()
+
+
+def test_object_streams_each_under_the_cap_share_one_budget():
+    """Both scans charge every object stream to one budget of decoded bytes."""
+    size = 3 << 20  # ~3 MiB each, read by both scans: 6 MiB charged per stream
+    fits = pdfs._MAX_DECODED_BYTES // (2 * size)
+    within = make_pdfs.pdf_with_object_stream_bombs(streams=fits, inflated=size, filler=b"x")
+    beyond = make_pdfs.pdf_with_object_stream_bombs(streams=fits + 1, inflated=size, filler=b"x")
+
+    assert find_active_content(io.BytesIO(within)) == set()
+    assert pdfs._kinds_found_by_pypdf(io.BytesIO(beyond)) == set()  # pypdf alone fits
+    assert find_active_content(io.BytesIO(beyond)) == {"unparseable"}
+
+
+def test_time_budget_is_checked_between_objects():
+    data = make_pdfs.pdf_with_object_stream_bombs(streams=8, inflated=2 << 20)  # white space
+
+    assert find_active_content(io.BytesIO(data), time_budget=60) == set()
+    started = time.perf_counter()
+    assert find_active_content(io.BytesIO(data), time_budget=0.2) == {"unparseable"}
+    assert time.perf_counter() - started < 2
+
+
+def test_no_time_at_all_refuses_even_a_benign_pdf():
+    assert find_active_content(io.BytesIO(make_pdfs.benign_pdf()), time_budget=0) == {"unparseable"}
+
+
+def test_an_index_flood_is_read_only_as_far_as_the_cross_reference_table_points():
+    data = make_pdfs.pdf_with_flooded_object_stream_index(entries=200_000)
+
+    started = time.perf_counter()
+    assert find_active_content(io.BytesIO(data)) == set()
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_hostile_object_count_does_not_hide_javascript_in_an_object_stream():
+    data = make_pdfs.pdf_with_js_in_object_stream(declared_objects=1_000_000)
+
+    assert pdfs._kinds_found_by_pypdf(io.BytesIO(data)) == {"javascript"}
+
+
+def test_an_object_stream_indexing_past_the_limit_is_over_the_budget():
+    with pytest.raises(pdfs._BudgetSpent):
+        pdfs._read_no_further_than(object(), pdfs._MAX_OBJECTS_PER_STREAM)
+
+
+def test_walked_object_streams_are_dropped_from_pypdfs_cache(monkeypatch):
+    """After the objects of one object stream are walked, pypdf holds no decoded stream data: only
+    the object streams not walked yet, undecoded."""
+    cached_after_each: list[dict[int, bool]] = []
+    walk = pdfs._names_in_object_stream
+
+    def recording(reader, stream_number, members, budget):
+        names = walk(reader, stream_number, members, budget)
+        cached_after_each.append(
+            {
+                number: getattr(obj, "decoded_self", None) is not None
+                for (_, number), obj in reader.resolved_objects.items()
+            }
+        )
+        return names
+
+    monkeypatch.setattr(pdfs, "_names_in_object_stream", recording)
+    data = make_pdfs.pdf_with_object_stream_bombs(streams=3, inflated=1 << 20)  # streams 6, 8, 10
+
+    assert pdfs._kinds_found_by_pypdf(io.BytesIO(data)) == set()
+    assert cached_after_each == [{8: False, 10: False}, {10: False}, {}]
