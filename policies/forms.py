@@ -17,6 +17,7 @@ from django.db import models
 from django.http.request import split_domain_port
 
 from policies.filetypes import FILE_TYPES
+from policies.headers import request_path
 from policies.models import HeaderRule, UploadPolicy
 from policies.services import NOT_EDITABLE
 from policies.units import format_bytes
@@ -95,7 +96,16 @@ class JSONObjectField(forms.JSONField):
     def to_python(self, value: Any) -> Any:
         if value in self.empty_values:
             return {}
-        return super().to_python(value)
+        try:
+            return super().to_python(value)
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, 2000 nested [
+            if isinstance(exc, ValidationError):
+                raise
+            raise ValidationError(
+                "Enter valid JSON (numbers of at most 4300 digits, nested at most a few "
+                "hundred levels).",
+                code="invalid",
+            ) from None
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, forms.fields.InvalidJSONInput):
@@ -312,7 +322,12 @@ class HeaderPreviewForm(forms.Form):
     preview_https = forms.BooleanField(
         label="over HTTPS", label_suffix="", required=False, initial=True
     )
-    preview_signed_in = forms.BooleanField(label="signed-in user", label_suffix="", required=False)
+    preview_signed_in = forms.BooleanField(
+        label="signed-in user",
+        label_suffix="",
+        required=False,
+        help_text="On a page that reads who is signed in (only those get Cache-Control).",
+    )
 
     PARAMS = ("preview_path", "preview_host", "preview_https", "preview_signed_in")
 
@@ -321,10 +336,12 @@ class HeaderPreviewForm(forms.Form):
         return cls(query if "preview_path" in query else None)
 
     def clean_preview_path(self) -> str:
+        """The path as the middleware sees it (request.path_info): a query string or fragment
+        dropped and percent-encoding decoded, so /t/?a=1 previews what a request for it gets."""
         path = self.cleaned_data["preview_path"]
         if not path.startswith("/"):
             raise ValidationError("Give a path that starts with /, e.g. /admin/.", code="path")
-        return path
+        return request_path(path)
 
     def clean_preview_host(self) -> str:
         raw = self.cleaned_data["preview_host"]

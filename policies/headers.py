@@ -15,11 +15,15 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from urllib.parse import unquote_to_bytes
 
+from django.conf import settings
 from django.core.cache import cache
-from django.http.request import split_domain_port
+from django.core.signals import setting_changed
+from django.http.request import split_domain_port, validate_host
+from django.utils.encoding import repercent_broken_unicode
 
 from policies.models import HeaderRule, Mode, PathMatch
 
@@ -37,6 +41,11 @@ PERMISSIONS_POLICY_REPORT_ONLY = "Permissions-Policy-Report-Only"
 HSTS = "Strict-Transport-Security"
 CACHE_CONTROL = "Cache-Control"
 REPORTING_ENDPOINTS = "Reporting-Endpoints"
+
+# Paths longer than this are resolved without caching: they cannot push real pages out of the cache.
+MAX_CACHED_PATH = 2048
+# Distinct Host headers (ports and letter cases of the allowed hosts) whose check is remembered.
+MAX_REMEMBERED_HOSTS = 64
 
 _MATCH_RANK = {PathMatch.EXACT: 0, PathMatch.PREFIX: 1, PathMatch.REGEX: 2}
 # Headers with a report-only twin; the others are rehearsed in the preview and the log only.
@@ -265,19 +274,68 @@ def _resolve(rules: Iterable[CompiledRule]) -> Resolution:
     )
 
 
+def allowed_hosts() -> list[str]:
+    """The hosts Django's request.get_host() accepts (ALLOWED_HOSTS, or its DEBUG defaults)."""
+    hosts = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not hosts:
+        hosts = [".localhost", "127.0.0.1", "[::1]"]
+    return hosts
+
+
+def rule_host(raw_host: str) -> str:
+    """The host rules match against: lower case and without its port when it is one of
+    ALLOWED_HOSTS, else "" (so a rule for a host never applies to a Host header Django refuses,
+    and refused hosts all share one cache entry per path)."""
+    domain, _port = split_domain_port(raw_host)  # lower-cased; "" when malformed
+    return domain if domain and validate_host(domain, allowed_hosts()) else ""
+
+
+def request_path(raw: str) -> str:
+    """What request.path_info is for a request line's target `raw`: no query string or
+    fragment, percent-decoding undone (bytes that are not UTF-8 stay percent-encoded)."""
+    path = raw.partition("#")[0].partition("?")[0]  # as urlsplit, without its "//host" reading
+    return repercent_broken_unicode(unquote_to_bytes(path)).decode()
+
+
 class RuleSet:
-    """The enabled rules, compiled and sorted once; resolutions cached per (host, path)."""
+    """The enabled rules, compiled and sorted once; resolutions cached per (host, path).
+
+    The cache is keyed on the validated host (rule_host), never on the Host header as sent: a
+    client choosing random hosts cannot grow it or push real pages out of it.
+    """
 
     def __init__(self, rules: Iterable[HeaderRule], *, log_rehearsals: bool = True) -> None:
         compiled = [CompiledRule.from_rule(rule) for rule in rules if rule.enabled]
         self.rules = tuple(sorted(compiled, key=lambda r: r.precedence))
-        self.resolve = lru_cache(maxsize=4096)(self._resolve_uncached)
+        self._cached = lru_cache(maxsize=4096)(self._resolve_uncached)
+        # Host header as sent -> rule_host(); only allowed hosts are remembered, and few of them.
+        self._hosts: dict[str, str] = {}
         self._logged: set[tuple[str, str]] = set()
         self._log_enabled = log_rehearsals
 
+    def copy(self) -> RuleSet:
+        """The same rules with nothing cached (for a change of ALLOWED_HOSTS)."""
+        fresh = RuleSet((), log_rehearsals=self._log_enabled)
+        fresh.rules, fresh._logged = self.rules, self._logged
+        return fresh
+
+    def resolve(self, host: str, path: str) -> Resolution:
+        """What a request gets; `host` as the request sent it (port and case included)."""
+        key = self._hosts.get(host)
+        if key is None:
+            key = rule_host(host)
+            if key and len(self._hosts) < MAX_REMEMBERED_HOSTS:
+                self._hosts[host] = key
+        if len(path) > MAX_CACHED_PATH:
+            return self._resolve_uncached(key, path)
+        return self._cached(key, path)
+
+    def cached_resolutions(self) -> int:
+        """How many (host, path) resolutions the cache holds."""
+        return self._cached.cache_info().currsize
+
     def _resolve_uncached(self, host: str, path: str) -> Resolution:
-        """`host` as the request sent it (port and case included): parsed here, once."""
-        host = split_domain_port(host)[0].lower()
+        """`host` as rule_host() gives it."""
         resolution = _resolve(rule for rule in self.rules if rule.matches(host, path))
         if self._log_enabled:
             self._log_rehearsals(resolution, path)
@@ -290,8 +348,8 @@ class RuleSet:
             if decision.report_only and decision.sent_as is None and key not in self._logged:
                 self._logged.add(key)
                 action = "remove" if decision.removal else f"set {decision.header}:"
-                logger.info(
-                    "rehearsal: rule %s would %s %s (first seen on %s)",
+                logger.info(  # the path with %r: a decoded %0A in it cannot start a log line
+                    "rehearsal: rule %s would %s %s (first seen on %r)",
                     decision.rule,
                     action,
                     decision.header if decision.removal else decision.value,
@@ -320,6 +378,17 @@ class RuleSetCache:
         self._stamp: str | None = None
         self._checked_at = 0.0
         self._loaded_at = 0.0
+        self._degraded = False  # serving without the rules: the database did not answer
+
+    def resolve(self, host: str, path: str) -> Resolution:
+        """get().resolve(host, path), in one call: this runs on every request."""
+        rules = self._rules
+        if rules is None or time.monotonic() - self._checked_at >= STAMP_CHECK_SECONDS:
+            rules = self.get()
+        key = rules._hosts.get(host)
+        if key is not None and len(path) <= MAX_CACHED_PATH:
+            return rules._cached(key, path)
+        return rules.resolve(host, path)
 
     def get(self) -> RuleSet:
         now = time.monotonic()
@@ -337,9 +406,16 @@ class RuleSetCache:
             logger.warning("header-rules stamp unavailable; rules reload on a timer", exc_info=True)
             stamp = self._stamp
         stale = now - self._loaded_at >= FULL_RELOAD_SECONDS
-        if self._rules is None or stamp != self._stamp or stale:
-            self._rules = RuleSet.load()  # read after the stamp, so a change mid-load reloads
-            self._stamp, self._loaded_at = stamp, now
+        if self._rules is None or self._degraded or stamp != self._stamp or stale:
+            try:
+                rules = RuleSet.load()  # read after the stamp, so a change mid-load reloads
+            except Exception:  # the database is down: answer anyway (/health must say 503)
+                logger.warning("header rules could not be loaded; retrying", exc_info=True)
+                if self._rules is None:  # until it answers: the settings' headers and CSP only
+                    self._rules, self._degraded = RuleSet(()), True
+            else:
+                self._rules, self._degraded = rules, False
+                self._stamp, self._loaded_at = stamp, now
         self._checked_at = now
 
     @staticmethod
@@ -353,9 +429,32 @@ class RuleSetCache:
     def clear(self) -> None:
         with self._lock:
             self._rules, self._stamp, self._checked_at, self._loaded_at = None, None, 0.0, 0.0
+            self._degraded = False
+
+    def forget_hosts(self) -> None:
+        """Drop what was worked out under the old ALLOWED_HOSTS (the rules stay loaded)."""
+        with self._lock:
+            if self._rules is not None:
+                self._rules = self._rules.copy()
 
 
 rule_sets = RuleSetCache()
+
+
+def _forget_hosts(*, setting: str, **kwargs: object) -> None:
+    """Tests change ALLOWED_HOSTS at run time: drop the hosts remembered under the old value."""
+    if setting in ("ALLOWED_HOSTS", "DEBUG"):
+        rule_sets.forget_hosts()
+
+
+setting_changed.connect(_forget_hosts, dispatch_uid="portcullis-header-rule-hosts")
+
+
+def csp_exclude_prefixes(*, report_only: bool = False) -> tuple[str, ...]:
+    """django-csp's EXCLUDE_URL_PREFIXES: paths its middleware sends no (report-only) CSP on."""
+    name = "CONTENT_SECURITY_POLICY_REPORT_ONLY" if report_only else "CONTENT_SECURITY_POLICY"
+    policy = getattr(settings, name, None) or {}
+    return tuple(policy.get("EXCLUDE_URL_PREFIXES") or ())
 
 
 @dataclass(frozen=True)
@@ -369,7 +468,6 @@ class PreviewRow:
 def _settings_floor(secure: bool) -> dict[str, str]:
     """What Django's SecurityMiddleware and XFrameOptionsMiddleware send when no rule does."""
     from csp.utils import build_policy
-    from django.conf import settings
 
     floor = {
         "X-Frame-Options": settings.X_FRAME_OPTIONS,
@@ -429,4 +527,13 @@ def preview(
         PreviewRow(_title(h), "", resolution.removed_by[h], "removed")
         for h in sorted(resolution.remove)
     ]
-    return rows + removed
+    return [_unless_excluded(row, path) for row in rows] + removed
+
+
+def _unless_excluded(row: PreviewRow, path: str) -> PreviewRow:
+    """A CSP row on a path django-csp's EXCLUDE_URL_PREFIXES leaves out, marked not sent."""
+    if row.header not in (CSP, CSP_REPORT_ONLY):
+        return row
+    if path.startswith(csp_exclude_prefixes(report_only=row.header == CSP_REPORT_ONLY)):
+        return replace(row, note="not sent: the path is in EXCLUDE_URL_PREFIXES")
+    return row

@@ -10,11 +10,14 @@ from http import HTTPStatus
 from typing import Protocol
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.request import split_domain_port
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from policies import reports
+from policies.headers import allowed_hosts
 from project.errors import PortcullisError
 from project.net import client_ip
 
@@ -55,6 +58,18 @@ def _too_large_detail(limit: int) -> str:
     return f"A report body may be at most {limit // 1024} KiB."
 
 
+def reporting_hosts(request: HttpRequest) -> list[str]:
+    """The hosts whose pages may report here: ALLOWED_HOSTS, and the host this request came to."""
+    hosts = list(allowed_hosts())
+    try:
+        own_host, _port = split_domain_port(request.get_host())
+    except DisallowedHost:  # not ours: CommonMiddleware refuses it before this view runs
+        own_host = ""
+    if own_host:
+        hosts.append(own_host)
+    return hosts
+
+
 def _refusal(error: PortcullisError, **headers: str) -> JsonResponse:
     return JsonResponse(error.as_body(), status=error.status, headers=headers)
 
@@ -77,7 +92,9 @@ def csp_report(request: HttpRequest) -> HttpResponse:
         length = declared_length(request)
         if length is not None and length > MAX_BODY_BYTES:
             raise reports.ReportRefused("request_too_large", _too_large_detail(MAX_BODY_BYTES))
-        violations = reports.parse_reports(read_capped(request), content_type)
+        violations = reports.parse_reports(
+            read_capped(request), content_type, hosts=reporting_hosts(request)
+        )
         reports.csp_reports_record(violations=violations)
     except PortcullisError as error:
         return _refusal(error)

@@ -5,7 +5,9 @@ no query string, fragment or user info survives, and a cross-origin blocked URI 
 origin. Rows are counted with `F()` updates, so concurrent reports never lose a count; past
 `settings.CSP_REPORTS_MAX_ROWS` distinct rows, new combinations are counted in one overflow row.
 A report whose fields hold control characters (NUL included) or lone surrogates, or whose document
-is not an absolute http(s) URL (nor about:, blob:, data:), refuses the whole request.
+is not an absolute http(s) URL (nor about:, blob:, data:), or is a page of a host this site does not
+serve (ALLOWED_HOSTS), refuses the whole request. Directive names this project does not know are
+counted as "other", so made-up names cannot each take a row.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,9 +28,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
+from django.http.request import validate_host
 from django.utils import timezone
 
 from policies.models import CspReport
+from policies.validators import CSP_DIRECTIVES
 from project.errors import PortcullisError
 
 logger = logging.getLogger("portcullis.csp_reports")
@@ -46,6 +50,16 @@ THROTTLE_WINDOW_SECONDS = 60
 
 OVERFLOW_PATH = "(overflow)"
 _DIRECTIVE = re.compile(r"[a-z][a-z0-9-]*")
+# Directives a browser may name in a report: the ones a rule can set, and older ones browsers
+# still report. Any other well-formed name is stored as OTHER_DIRECTIVE.
+KNOWN_DIRECTIVES = CSP_DIRECTIVES | {
+    "block-all-mixed-content",
+    "navigate-to",
+    "plugin-types",
+    "prefetch-src",
+    "require-sri-for",
+}
+OTHER_DIRECTIVE = "other"
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 _WEB_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 # A document is a web page (absolute http(s) URL with a host) or one of these, kept by scheme only.
@@ -88,8 +102,11 @@ def require_content_type(content_type: str) -> str:
     return content_type
 
 
-def parse_reports(body: bytes, content_type: str) -> list[Violation]:
-    """The CSP violations in a request body; ReportRefused if any part of it is malformed."""
+def parse_reports(body: bytes, content_type: str, *, hosts: Sequence[str]) -> list[Violation]:
+    """The CSP violations in a request body; ReportRefused if any part of it is malformed.
+
+    `hosts`: the hosts whose pages may report, as ALLOWED_HOSTS spells them (patterns included).
+    """
     content_type = require_content_type(content_type)
     try:
         payload = json.loads(body)
@@ -97,9 +114,9 @@ def parse_reports(body: bytes, content_type: str) -> list[Violation]:
         raise ReportRefused("parse_error", "The body is not valid JSON.") from None
 
     if isinstance(payload, dict) and content_type in (CSP_REPORT, PLAIN_JSON):
-        return [_from_report_uri(payload)]
+        return [_from_report_uri(payload, hosts)]
     if isinstance(payload, list) and content_type in (REPORTS_JSON, PLAIN_JSON):
-        return _from_reporting_api(payload)
+        return _from_reporting_api(payload, hosts)
     expected = {
         CSP_REPORT: 'an object {"csp-report": {...}}',
         REPORTS_JSON: "a list of reports",
@@ -108,7 +125,7 @@ def parse_reports(body: bytes, content_type: str) -> list[Violation]:
     raise ReportRefused("bad_request", f"A {content_type} body must be {expected}.")
 
 
-def _from_report_uri(payload: dict[str, Any]) -> Violation:
+def _from_report_uri(payload: dict[str, Any], hosts: Sequence[str]) -> Violation:
     report = payload.get("csp-report")
     if not isinstance(report, dict):
         raise ReportRefused("bad_request", 'The body must hold a "csp-report" object.')
@@ -118,10 +135,11 @@ def _from_report_uri(payload: dict[str, Any]) -> Violation:
         directive=directive,
         blocked=report.get("blocked-uri"),
         names=("document-uri", "effective-directive", "blocked-uri"),
+        hosts=hosts,
     )
 
 
-def _from_reporting_api(payload: list[Any]) -> list[Violation]:
+def _from_reporting_api(payload: list[Any], hosts: Sequence[str]) -> list[Violation]:
     violations = []
     for entry in payload:
         if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
@@ -137,13 +155,19 @@ def _from_reporting_api(payload: list[Any]) -> list[Violation]:
                 directive=body.get("effectiveDirective"),
                 blocked=body.get("blockedURL"),
                 names=("documentURL", "effectiveDirective", "blockedURL"),
+                hosts=hosts,
             )
         )
     return violations
 
 
 def _violation(
-    *, document_url: Any, directive: Any, blocked: Any, names: tuple[str, str, str]
+    *,
+    document_url: Any,
+    directive: Any,
+    blocked: Any,
+    names: tuple[str, str, str],
+    hosts: Sequence[str],
 ) -> Violation:
     url_name, directive_name, blocked_name = names
     if not isinstance(document_url, str) or not document_url.strip():
@@ -159,9 +183,12 @@ def _violation(
     directive = directive.split()[0].lower()
     if not _DIRECTIVE.fullmatch(directive):
         raise ReportRefused("bad_request", f'"{directive_name}" is not a directive name.')
+    if directive not in KNOWN_DIRECTIVES:
+        directive = OTHER_DIRECTIVE
     try:
         document = urlsplit(document_url.strip())
         _require_document_url(document, url_name)
+        _require_site_document(document, url_name, hosts)
         blocked_uri = reduce_blocked_uri(blocked or "", document)
     except ValueError:
         raise ReportRefused(
@@ -202,6 +229,25 @@ def _require_document_url(document: SplitResult, name: str) -> None:
     raise ReportRefused(
         "bad_request", f'"{name}" must be an absolute http(s) URL (or about:, blob:, data:).'
     )
+
+
+def _require_site_document(document: SplitResult, name: str, hosts: Sequence[str]) -> None:
+    """bad_request unless the document is a page of one of `hosts` (a blob: URL by the origin
+    it holds). about: and data: documents carry no host; they are frames of the site's pages,
+    and are kept by scheme only (see document_path)."""
+    scheme = document.scheme.lower()
+    if scheme == "blob":
+        inner = urlsplit(document.path)  # blob:https://example.com/<uuid>
+        host = inner.hostname if inner.scheme.lower() in _DOCUMENT_SCHEMES else None
+    elif scheme in _DOCUMENT_SCHEMES:
+        host = document.hostname
+    else:
+        return
+    if host:
+        host = host.removesuffix(".")  # as Django reads a Host header
+        host = f"[{host}]" if ":" in host else host  # IPv6, as ALLOWED_HOSTS writes it
+    if not host or not validate_host(host, hosts):
+        raise ReportRefused("bad_request", f'"{name}" is not a page of this site.')
 
 
 def document_path(document: SplitResult) -> str:

@@ -64,6 +64,9 @@ MIDDLEWARE = [
     "project.middleware.RequestIdMiddleware",
     # Outside SecurityMiddleware and XFrameOptionsMiddleware, so the header rules win over them.
     "policies.middleware.RuleHeadersMiddleware",
+    # Directly inside it, outside everything that can answer early (CommonMiddleware's APPEND_SLASH
+    # redirect, the 400 for a disallowed host, WhiteNoise's files), so every response gets its CSP.
+    "policies.middleware.RuleCSPMiddleware",
     # Before host validation and the HTTPS redirect, so a load balancer probing by IP gets its 200.
     "project.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -74,7 +77,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "policies.middleware.RuleCSPMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -151,7 +153,12 @@ USE_TZ = True
 UPLOAD_ROOT = Path(env_str("UPLOAD_ROOT") or VAR_DIR / "uploads").resolve()
 # Uploads stream into this folder while they are checked; beside UPLOAD_ROOT, storing is a rename.
 FILE_UPLOAD_TEMP_DIR = str(Path(env_str("UPLOAD_TEMP_DIR") or VAR_DIR / "upload-tmp").resolve())
-Path(FILE_UPLOAD_TEMP_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+# Images and PDFs are parsed in a child process with these limits (uploads.sandbox); past them the
+# upload is refused. Its wall-clock timeout is twice the CPU seconds plus one.
+UPLOAD_INSPECT_CPU_SECONDS = env_int("UPLOAD_INSPECT_CPU_SECONDS", 10, minimum=1)
+UPLOAD_INSPECT_MEMORY_BYTES = env_int(
+    "UPLOAD_INSPECT_MEMORY_BYTES", 512 * 1024 * 1024, minimum=64 * 1024 * 1024
+)
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]

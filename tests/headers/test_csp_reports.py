@@ -46,6 +46,12 @@ def client() -> Client:
     return Client(enforce_csrf_checks=True)
 
 
+@pytest.fixture(autouse=True)
+def _report_hosts(settings):
+    """The sites these reports come from: only reports about our own hosts' pages are kept."""
+    settings.ALLOWED_HOSTS = ["testserver", "example.com", "[2001:db8::1]"]
+
+
 def report_uri_body(
     document: str = "https://example.com/page?token=secret#frag",
     directive: str = "script-src-elem",

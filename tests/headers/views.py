@@ -1,10 +1,20 @@
-"""Test-only views: a page that uses the CSP nonce, and views with per-view CSP decorators."""
+"""Test-only views: a page that uses the CSP nonce, views with per-view CSP decorators, a page
+that reads request.user, a redirect and a file download."""
 
 from __future__ import annotations
 
+import io
+
 from csp.decorators import csp_exempt, csp_replace, csp_update
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.template import engines
+from django.utils.html import escape
 
 _NONCE_PAGE = engines["django"].from_string(
     '<!doctype html><title>n</title><script nonce="{{ request.csp_nonce }}">1</script>'
@@ -53,3 +63,21 @@ def browser_nonce_page(request: HttpRequest) -> HttpResponse:
 @csp_replace({"img-src": ["https://only.example"]})
 def replaced_page(request: HttpRequest) -> HttpResponse:
     return HttpResponse("<!doctype html><title>r</title>")
+
+
+def whoami_page(request: HttpRequest) -> HttpResponse:
+    """A personalised page: it reads request.user, as any page showing who is signed in does."""
+    name = request.user.get_username() if request.user.is_authenticated else "anonymous"
+    return HttpResponse(f"<!doctype html><title>who</title><p>Signed in as {escape(name)}")
+
+
+def redirect_view(request: HttpRequest) -> HttpResponseRedirect:
+    return HttpResponseRedirect("/t/plain/")
+
+
+DOWNLOAD_BODY = b"%PDF-1.4\n% a test report\n"
+
+
+def download_view(request: HttpRequest) -> FileResponse:
+    """An uploaded file served as the download view serves it: an attachment."""
+    return FileResponse(io.BytesIO(DOWNLOAD_BODY), as_attachment=True, filename="report.pdf")
