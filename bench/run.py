@@ -7,6 +7,8 @@
    rule middlewares (target >= 1.0). A fourth stack sends the same headers from a fixed dict, so
    the output shows what resolving the rules costs apart from writing the headers.
 2. Audit log: changes/s for `policy_update` against a bare ORM save of the same change.
+3. Uploads: a 1 GiB upload through the API against writing + SHA-256 of the same bytes locally
+   (target >= 0.5), and the server's peak memory growth during it (target <= 64 MiB).
 """
 
 from __future__ import annotations
@@ -151,6 +153,9 @@ def main() -> None:
     baseline = rate("baseline: bare ORM save", bare_save)
     audited = rate("policy_update (audited, chained)", audited_update)
     print(f"{'ratio audited / baseline':<34} {audited / baseline:9.2f}")
+    from bench.uploads import upload_bench  # after django.setup()
+
+    upload_bench()
 
 
 if __name__ == "__main__":
