@@ -185,6 +185,8 @@ def _pillow_errors(pillow_format: str, limits: _Limits | None) -> Iterator[None]
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise UploadRejected("image_too_large", _bomb_detail(limits)) from None
+        except MemoryError:  # the sandbox's memory limit: it says so, not "damaged"
+            raise
         except Exception as exc:
             logger.info("image refused: %s: %.200r", type(exc).__name__, str(exc))
             raise UploadRejected(

@@ -21,6 +21,7 @@ from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParser
+from django.utils.http import parse_header_parameters
 
 from policies.models import UploadPolicy
 from policies.units import format_bytes
@@ -47,11 +48,40 @@ class RawNameMultiPartParser(MultiPartParser):
         return html.unescape(file_name) or None
 
 
+class ClosingBoundaryWatch:
+    """Reads like the body, noting whether the multipart's closing boundary went past.
+
+    A client that goes away between two parts just ends the body, and Django's parser takes
+    what came so far as the whole form: without the closing boundary, nothing counts.
+    """
+
+    def __init__(self, body: Any, boundary: str) -> None:
+        self._body = body
+        self._marker = f"--{boundary}--".encode("latin-1", "replace")
+        self._tail = b""
+        self.bytes_read = 0
+        self.closing_seen = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._body.read(size)
+        self.bytes_read += len(data)
+        if not self.closing_seen:
+            window = self._tail + data
+            self.closing_seen = self._marker in window
+            self._tail = window[-len(self._marker) :]
+        return data
+
+
 def _parse_keeping_raw_names(request: HttpRequest, meta: dict, post_data: Any):
     """Replaces HttpRequest.parse_file_upload for this request (see install_receiver)."""
-    return RawNameMultiPartParser(
-        meta, post_data, request.upload_handlers, request.encoding
-    ).parse()
+    _, params = parse_header_parameters(meta.get("CONTENT_TYPE", ""))
+    body = ClosingBoundaryWatch(post_data, params.get("boundary", ""))
+    handlers = request.upload_handlers
+    parsed = RawNameMultiPartParser(meta, body, handlers, request.encoding).parse()
+    if body.bytes_read and not body.closing_seen:
+        for handler in handlers:
+            handler.upload_interrupted()
+    return parsed
 
 
 class PolicyUploadHandler(FileUploadHandler):
@@ -126,7 +156,9 @@ class PolicyUploadHandler(FileUploadHandler):
         return temp
 
     def upload_interrupted(self) -> None:
-        """The body ended inside a file (the client went away): nothing that arrived counts."""
+        """The body ended early (the client went away): nothing that arrived counts."""
+        if self.rejection:  # refused first; the rest of the body was never wanted
+            return
         self.rejection = UploadRejected(
             "bad_request", "The upload was interrupted before it finished."
         )

@@ -184,3 +184,86 @@ def test_each_decision_is_one_log_line_without_the_bytes(
     assert "size=13 type=text/plain sha256=" in lines[0]
     assert lines[1].startswith("upload decision code=type_not_allowed")
     assert all("secret words" not in line and "<script>" not in line for line in lines)
+
+
+@pytest.mark.parametrize("cut_in", ["second-part-headers", "trailing-field"])
+def test_a_body_that_ends_between_parts_keeps_nothing(
+    signed_in, upload_dirs, default_policy, actor, cut_in
+):
+    """Under gunicorn a client that goes away just ends the body: a complete first file must
+    not be kept when the form never finished."""
+    policy_update(
+        policy=default_policy,
+        changes={"max_files_per_request": 2},
+        version=default_policy.version,
+        actor=actor,
+        reason="test",
+        rollback_note="restore",
+    )
+    second = (
+        file_part("b.txt", b"second\n")
+        if cut_in == "second-part-headers"
+        else Part("note", b"x" * 500)
+    )
+    body, content_type = multipart(file_part("a.txt", b"first\n"), second)
+    marker = b'filename="b.txt"' if cut_in == "second-part-headers" else b"x" * 100
+    cut = body[: body.index(marker) + len(marker) // 2]
+    response = signed_in.generic(
+        "POST", "/api/v1/uploads/", cut, content_type=content_type, CONTENT_LENGTH=str(len(cut))
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["code"] == "bad_request"
+    assert only_event().code == "bad_request"
+    upload_dirs.assert_nothing_kept()
+
+
+def test_the_recorded_size_and_hash_hold_when_the_storage_closes_what_it_stores(
+    signed_in, upload_dirs, monkeypatch
+):
+    """S3 storages close the file they upload: size and hash are measured before storing."""
+    from django.core.files.storage import FileSystemStorage
+
+    from tests.uploads import make_images
+
+    original_save = FileSystemStorage._save
+
+    def save_then_close(storage, name, content):
+        saved = original_save(storage, name, content)
+        content.close()
+        return saved
+
+    monkeypatch.setattr(FileSystemStorage, "_save", save_then_close)
+    body, content_type = multipart(file_part("photo.jpg", make_images.benign_jpeg()))
+    response = signed_in.post("/api/v1/uploads/", body, content_type=content_type)
+    assert response.status_code == HTTPStatus.CREATED, response.json()
+    stored = upload_dirs.stored_files()[0].read_bytes()
+    import hashlib
+
+    assert response.json()["size"] == len(stored)
+    assert response.json()["sha256"] == hashlib.sha256(stored).hexdigest()
+
+
+def test_no_accepted_log_line_when_the_database_fails(
+    quiet_owner_client, upload_dirs, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    from django.db import DatabaseError
+
+    from uploads.models import Upload
+
+    def fail(**kwargs):
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(Upload.objects, "create", fail)
+    caplog.set_level(logging.INFO, logger="portcullis.uploads")
+    with django_capture_on_commit_callbacks(execute=True):
+        body, content_type = multipart(file_part("a.txt", b"hello\n"))
+        response = quiet_owner_client.post("/api/v1/uploads/", body, content_type=content_type)
+    assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert not [r for r in caplog.records if "code=accepted" in r.getMessage()]
+
+
+@pytest.fixture
+def quiet_owner_client(owner):
+    client = Client(raise_request_exception=False)
+    client.force_login(owner)
+    return client
