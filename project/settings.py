@@ -159,6 +159,16 @@ UPLOAD_INSPECT_CPU_SECONDS = env_int("UPLOAD_INSPECT_CPU_SECONDS", 10, minimum=1
 UPLOAD_INSPECT_MEMORY_BYTES = env_int(
     "UPLOAD_INSPECT_MEMORY_BYTES", 512 * 1024 * 1024, minimum=64 * 1024 * 1024
 )
+# Malware scanning with clamd (uploads.scanner): a unix socket, or a host and port. Files larger
+# than CLAMD_STREAM_MAX_BYTES (keep it at most clamd's StreamMaxLength, 25 MiB by default) are
+# not sent: the upload is refused under a "required" scan, accepted unscanned under "on".
+CLAMD_SOCKET = env_str("CLAMD_SOCKET")
+CLAMD_HOST = env_str("CLAMD_HOST")
+CLAMD_PORT = env_int("CLAMD_PORT", 3310, minimum=1)
+CLAMD_TIMEOUT_SECONDS = env_int("CLAMD_TIMEOUT_SECONDS", 30, minimum=1)
+CLAMD_STREAM_MAX_BYTES = env_int("CLAMD_STREAM_MAX_BYTES", 25 * 1024 * 1024, minimum=1)
+# How long an Idempotency-Key (and a form's one-time token) is remembered after its upload.
+UPLOAD_IDEMPOTENCY_TTL_SECONDS = env_int("UPLOAD_IDEMPOTENCY_TTL_SECONDS", 86_400, minimum=60)
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -233,6 +243,12 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "project.api.exception_handler",
+    # Upload requests per signed-in user and per client address (uploads.throttles), for the API
+    # and the form alike: "<count>/<second|minute|hour|day>".
+    "DEFAULT_THROTTLE_RATES": {
+        "uploads": env_str("UPLOAD_THROTTLE_USER_RATE", "60/minute"),
+        "uploads_address": env_str("UPLOAD_THROTTLE_ADDRESS_RATE", "120/minute"),
+    },
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

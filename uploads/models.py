@@ -49,12 +49,31 @@ class Upload(models.Model):
         return self.original_name
 
 
+class ScanStatus(models.TextChoices):
+    """What the malware scan said about the file an event is about."""
+
+    NONE = "", "Not reached"  # refused before the scan, or the policy does not scan
+    CLEAN = "clean", "Scanned: clean"
+    INFECTED = "infected", "Scanned: malware found"
+    UNAVAILABLE = "unavailable", "Not scanned: scanner unavailable"
+    TOO_LARGE = "too_large", "Not scanned: larger than the scanner accepts"
+    NOT_CONFIGURED = "not_configured", "Not scanned: no scanner configured"
+
+
 class UploadEvent(models.Model):
     """One upload decision, accepted or refused; read by the dashboard and by rehearsals."""
 
     policy_slug = models.CharField(max_length=50)
     code = models.CharField(max_length=40, help_text="accepted, or the refusal's error code.")
-    would_refuse_code = models.CharField(max_length=40, blank=True)
+    would_refuse_code = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Under a report-only policy: the refusal the policy would have made.",
+    )
+    scan = models.CharField(max_length=16, choices=ScanStatus.choices, blank=True, default="")
+    scan_signature = models.CharField(
+        max_length=200, blank=True, help_text="The scanner's name for the malware it found."
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -76,3 +95,15 @@ class UploadEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy_slug}: {self.code}"
+
+
+class RateCounter(models.Model):
+    """Hits in one fixed time window, for throttles when the shared cache is the database
+    (whose cache has no atomic increment); with Redis the counters live there instead."""
+
+    key = models.CharField(max_length=200, unique=True)
+    hits = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.hits}"
