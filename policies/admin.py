@@ -45,6 +45,7 @@ from policies.presets import PRESETS
 from policies.services import KINDS, Actor, Kind
 from policies.units import format_bytes
 from project.errors import PolicyConflict
+from uploads.selectors import rehearsal_report
 
 # The request attribute that carries a service's refusal into the form shown again (see below).
 REFUSAL_ATTR = "_policies_service_refusal"
@@ -528,6 +529,27 @@ class UploadPolicyAdmin(AuditedAdmin):
         ("Retention and serving", {"fields": ("retention_days", "serve_images_inline")}),
         WHY_FIELDSET,
     )
+    readonly_fields = (*AuditedAdmin.readonly_fields, "rehearsal")
+
+    def get_fieldsets(self, request: HttpRequest, obj: UploadPolicy | None = None) -> Any:
+        if obj is None:
+            return self.fieldsets
+        rehearsal = ("Rehearsal: would-be refusals", {"fields": ("rehearsal",)})
+        return (*self.fieldsets[:2], rehearsal, *self.fieldsets[2:])
+
+    @admin.display(description="last 7 days")
+    def rehearsal(self, obj: UploadPolicy) -> str:
+        """What the policy recorded instead of refusing (report-only mode), with links to the
+        events."""
+        return render_to_string(
+            "admin/policies/includes/rehearsal_report.html",
+            {
+                "report": rehearsal_report(obj.slug),
+                "report_only": obj.mode == Mode.REPORT_ONLY,
+                "slug": obj.slug,
+                "events_url": reverse("admin:uploads_uploadevent_changelist"),
+            },
+        )
 
     @admin.display(description="mode", ordering="mode")
     def mode_column(self, obj: UploadPolicy) -> str:

@@ -81,7 +81,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's EXCEPTION_HANDLER. Unknown exceptions return None so Django's handler500 answers."""
     if isinstance(exc, PortcullisError):
         set_rollback()
-        return Response(exc.as_body(), status=exc.status)
+        headers = (
+            {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else {}
+        )
+        return Response(exc.as_body(), status=exc.status, headers=headers)
     api_exc = _as_api_exception(exc)
     if api_exc is None:
         return None

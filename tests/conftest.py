@@ -10,6 +10,7 @@ from django.contrib.auth.models import Group, Permission
 
 from policies.models import UploadPolicy
 from policies.services import Actor
+from tests.clamd_server import clamd_server, clamd_socket  # noqa: F401
 from uploads.models import Upload
 
 PASSWORD = "correct horse battery staple"

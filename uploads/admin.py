@@ -54,10 +54,14 @@ class UploadEventAdmin(ReadOnlyAdmin):
         "filename",
         "size_bytes",
         "content_type",
+        "would_refuse_code",
+        "scan",
         "client_ip",
     ]
     list_filter = [
         "code",
+        "would_refuse_code",
+        "scan",
         "policy_slug",
         ("user", admin.RelatedOnlyFieldListFilter),
         ("created_at", admin.DateFieldListFilter),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from http import HTTPStatus
+from typing import Any
 
 from django.shortcuts import get_object_or_404
 from rest_framework import generics, serializers
@@ -13,9 +13,10 @@ from rest_framework.response import Response
 
 from uploads import services
 from uploads.models import Upload
-from uploads.pipeline import UploadAttempt
+from uploads.pipeline import UploadAttempt, uploader_of
 from uploads.selectors import may_delete, uploads_visible_to
 from uploads.serving import download_response
+from uploads.throttles import UploadAddressThrottle, UploadUserThrottle
 
 DEFAULT_POLICY = "default"
 
@@ -65,10 +66,21 @@ class UploadListCreate(generics.ListAPIView):
             self.attempt.clean_up()
         return super().finalize_response(request, response, *args, **kwargs)
 
+    def get_throttles(self):
+        if self.request.method == "POST":
+            return [UploadUserThrottle(), UploadAddressThrottle()]
+        return super().get_throttles()
+
     def post(self, request: Request) -> Response:
-        uploads = self.attempt.run()
-        data = UploadSerializer(uploads, many=True).data
-        return Response(data[0] if len(data) == 1 else data, status=HTTPStatus.CREATED)
+        result = self.attempt.run(answer=_created_body)
+        headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+        return Response(result.body, status=result.status, headers=headers)
+
+
+def _created_body(uploads: list[Upload]) -> Any:
+    """One upload's object; a list for several files in one request."""
+    data = UploadSerializer(uploads, many=True).data
+    return data[0] if len(data) == 1 else data
 
 
 class UploadDetail(generics.RetrieveDestroyAPIView):
@@ -82,7 +94,7 @@ class UploadDetail(generics.RetrieveDestroyAPIView):
     def perform_destroy(self, instance: Upload) -> None:
         if not may_delete(self.request.user, instance):
             raise PermissionDenied("You may not delete this upload.")
-        services.upload_delete(upload=instance)
+        services.upload_delete(upload=instance, uploader=uploader_of(self.request))
 
 
 class AnyAccept(BaseContentNegotiation):

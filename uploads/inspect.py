@@ -6,15 +6,24 @@
 4. `type_not_allowed`: the type libmagic sniffs from the content is on the policy's list
    (never the client's Content-Type or the name).
 5. `type_mismatch`: the extension is one that type may carry.
-6. By kind: images decode fully within the pixel limits (`image_too_large`, `image_invalid`)
+6. `malware_detected`: the malware scan (uploads.scanner), as the policy's `scan` says: off;
+   on (when a scanner is configured; unreachable, the file is kept and its event says it was
+   not scanned); required (no scan, no upload: `scanner_unavailable`, or `file_too_large` for a
+   file larger than the scanner takes).
+7. By kind: images decode fully within the pixel limits (`image_too_large`, `image_invalid`)
    and are re-encoded when the policy says so; PDFs hold no active content the policy refuses
-   (`active_content`); archives are refused (`archive_rejected`) until archive inspection lands.
+   (`active_content`); archives and Office documents stay within the archive limits
+   (`archive_rejected`, uploads.archives); SVG and XML hold no active content
+   (`active_content`, uploads.markup).
 
-The first refusal wins: each check raises UploadRejected.
+The first refusal wins: each check raises UploadRejected. Under a report-only policy a
+refusal uploads.rehearsal lists is recorded instead: the file is kept as it arrived (never
+re-encoded), the later checks skipped, but the scan (step 6) still runs and is enforced.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from typing import IO
 
@@ -22,12 +31,17 @@ import magic
 from django.conf import settings
 
 from policies.filetypes import FILE_TYPES, label_of, type_of
-from policies.models import UploadPolicy
+from policies.models import ScanMode, UploadPolicy
+from policies.units import format_bytes
 from project.errors import UploadRejected
-from uploads import images, pdfs, sandbox
+from uploads import archives, images, markup, pdfs, sandbox, scanner
+from uploads.models import ScanStatus
 from uploads.names import extension_of, sanitize_filename
 from uploads.receive import ReceivedFile
+from uploads.rehearsal import rehearses
 from uploads.services import AcceptedFile, FileFacts, size_and_sha256
+
+logger = logging.getLogger("portcullis.uploads")
 
 SNIFF_BYTES = 1024 * 1024  # libmagic's own default window
 
@@ -52,6 +66,33 @@ def sniff(content: IO[bytes]) -> str:
 
 def inspect_file(policy: UploadPolicy, received: ReceivedFile, facts: FileFacts) -> AcceptedFile:
     """Run the checks above; `facts` is filled in as they learn (the refusal event reads it)."""
+    would_refuse = received.would_refuse
+    if not would_refuse:
+        try:
+            name = check_name_and_type(policy, received, facts)
+        except UploadRejected as refusal:
+            would_refuse = rehearsed(policy, refusal)
+    scan_file(policy, received.temp, facts)
+    if not would_refuse:
+        try:
+            content, reencoded = check_content(policy, received.temp, facts.content_type)
+        except UploadRejected as refusal:
+            would_refuse = rehearsed(policy, refusal)
+    if would_refuse:
+        return kept_as_received(policy, received, facts, would_refuse)
+    size, sha256 = size_and_sha256(content) if reencoded else (received.size, received.sha256)
+    return AcceptedFile(
+        facts=facts,
+        original_name=name,
+        content=content,
+        size=size,
+        sha256=sha256,
+        reencoded=reencoded,
+    )
+
+
+def check_name_and_type(policy: UploadPolicy, received: ReceivedFile, facts: FileFacts) -> str:
+    """Steps 1 to 5; returns the safe name."""
     if received.size == 0:
         raise UploadRejected("empty_file", "The file is empty.")
     name = sanitize_filename(
@@ -63,16 +104,81 @@ def inspect_file(policy: UploadPolicy, received: ReceivedFile, facts: FileFacts)
     check_extension(policy, extension)
     facts.content_type = type_of(sniff(received.temp), extension)
     check_type(policy, facts.content_type, extension)
-    content, reencoded = check_content(policy, received.temp, facts.content_type)
-    size, sha256 = size_and_sha256(content) if reencoded else (received.size, received.sha256)
+    return name
+
+
+def rehearsed(policy: UploadPolicy, refusal: UploadRejected) -> str:
+    """The code of a refusal the policy only rehearses; any other refusal is raised."""
+    if not rehearses(policy, refusal.code):
+        raise refusal
+    return refusal.code
+
+
+def kept_as_received(
+    policy: UploadPolicy, received: ReceivedFile, facts: FileFacts, would_refuse: str
+) -> AcceptedFile:
+    """A rehearsal's file: its bytes untouched, under the safest name it can have."""
+    if not facts.content_type:
+        facts.content_type = sniff(received.temp)
+    try:
+        name = sanitize_filename(received.client_name, max_bytes=policy.filename_max_bytes)
+    except UploadRejected:
+        extensions = (
+            FILE_TYPES[facts.content_type].extensions if facts.content_type in FILE_TYPES else ()
+        )
+        name = f"upload.{extensions[0]}" if extensions else "upload"
     return AcceptedFile(
         facts=facts,
         original_name=name,
-        content=content,
-        size=size,
-        sha256=sha256,
-        reencoded=reencoded,
+        content=received.temp,
+        size=received.size,
+        sha256=received.sha256,
+        reencoded=False,
+        would_refuse=would_refuse,
     )
+
+
+SCANNER_DOWN = (
+    "Files cannot be checked for malware right now, and this upload accepts only checked "
+    "files. Nothing was stored; please try again later."
+)
+
+
+def scan_file(policy: UploadPolicy, content: IO[bytes], facts: FileFacts) -> None:
+    """Step 6; notes in `facts.scan` what happened, for the event."""
+    if policy.scan == ScanMode.OFF:
+        return
+    required = policy.scan == ScanMode.REQUIRED
+    if not scanner.scanner_configured():
+        facts.scan = ScanStatus.NOT_CONFIGURED
+        if required:
+            logger.error("policy %s requires a malware scan, but no scanner is configured", policy)
+            raise UploadRejected("scanner_unavailable", SCANNER_DOWN)
+        return
+    try:
+        verdict = scanner.scan(content)
+    except scanner.ScanTooLarge as too_large:
+        facts.scan = ScanStatus.TOO_LARGE
+        if required:
+            most = f" ({format_bytes(too_large.limit_bytes)})" if too_large.limit_bytes else ""
+            raise UploadRejected(
+                "file_too_large",
+                f"The file is larger than the malware scanner can check{most}, and this "
+                "upload accepts only checked files.",
+            ) from None
+        return
+    except scanner.ScannerUnavailable as unavailable:
+        logger.warning("malware scanner unavailable (policy %s): %s", policy, unavailable)
+        facts.scan = ScanStatus.UNAVAILABLE
+        if required:
+            raise UploadRejected("scanner_unavailable", SCANNER_DOWN) from None
+        return
+    if verdict.infected:
+        facts.scan, facts.scan_signature = ScanStatus.INFECTED, verdict.signature
+        raise UploadRejected(
+            "malware_detected", "The malware scanner found malware in this file; it was not stored."
+        )
+    facts.scan = ScanStatus.CLEAN
 
 
 def _listing(items: list[str]) -> str:
@@ -158,11 +264,29 @@ def check_content(policy: UploadPolicy, content: IO[bytes], mime: str) -> tuple[
                 "this server allows; this upload does not accept it.",
             ) from None
     elif FILE_TYPES[mime].container:
-        raise UploadRejected(
-            "archive_rejected",
-            f"The file is {_a(label_of(mime))}, which holds other files; those cannot be "
-            "inspected yet, so such files are not accepted.",
-        )
+        try:
+            sandbox.run(
+                archives.inspect_archive,
+                content,
+                mime,
+                archives.ArchiveLimits.of(policy),
+                limits=limits,
+            )
+        except sandbox.LimitsExceeded:
+            raise UploadRejected(
+                "archive_rejected",
+                f"{_a(label_of(mime)).capitalize()} could not be checked within the time and "
+                "memory this server allows; this upload does not accept it.",
+            ) from None
+    elif mime in markup.MARKUP_TYPES:  # HTML has no checker: a policy allows it as it is
+        try:
+            sandbox.run(markup.inspect_markup, content, mime, limits=limits)
+        except sandbox.LimitsExceeded:
+            raise UploadRejected(
+                "active_content",
+                f"{_a(label_of(mime)).capitalize()} could not be checked within the time and "
+                "memory this server allows; this upload does not accept it.",
+            ) from None
     return content, False
 
 

@@ -5,19 +5,27 @@
 
 Decisions, in this order; the first refusal wins and is recorded as one UploadEvent:
 1. `policy_not_found`, `policy_disabled`: the upload target.
-2. `permission_denied`: who may upload under the policy.
+2. `permission_denied`: who may upload under the policy; `quota_exceeded` for a user already at
+   the policy's quota (uploads.quota).
 3. `request_too_large`: the Content-Length, before a byte of the body is read.
 4. While the body streams: `file_required` (a file outside the "file" field),
    `too_many_files`, `file_too_large`; and what Django's parser refuses (`parse_error`, ...).
 5. `file_required`: no file at all.
-6. Each file in the order sent: the checks of uploads.inspect.
-Then every file is stored and recorded together, or none is.
+6. `idempotency_conflict`, `idempotency_in_progress`: a key (Idempotency-Key header, or the
+   form's one-time token) already used (uploads.idempotency); a completed one is replayed.
+7. Each file in the order sent: the checks of uploads.inspect.
+8. `quota_exceeded`: the files do not fit in the user's quota (checked again as they are stored).
+Then every file is stored and recorded together, or none is. Under a report-only policy the
+refusals uploads.rehearsal lists are recorded on the accepted events instead of made.
+Request throttles (uploads.throttles) answer `throttled` before any of this, and record nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
+from typing import Any
 
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, UnreadablePostError
@@ -27,9 +35,18 @@ from policies.models import UploadAccess, UploadPolicy
 from policies.selectors import latest_seq_for, may_upload
 from project.errors import PortcullisError, UploadRejected, request_parse_error
 from project.net import client_ip
+from uploads.idempotency import (
+    Answer,
+    IdempotentUpload,
+    fingerprint,
+    key_from_form,
+    key_from_header,
+)
 from uploads.inspect import inspect_file, received_facts
 from uploads.models import Upload
+from uploads.quota import quota_refusal
 from uploads.receive import FILE_FIELD, PolicyUploadHandler, ReceivedFile, install_receiver
+from uploads.rehearsal import rehearses
 from uploads.services import AcceptedFile, FileFacts, Uploader, record_decision, uploads_create
 
 _PARSE_ERRORS = (MultiPartParserError, SuspiciousOperation, UnreadablePostError)
@@ -60,13 +77,18 @@ class UploadAttempt:
         self.facts = FileFacts()
         self._accepted: list[AcceptedFile] = []
         self._refused: PortcullisError | None = None
+        self._gate_passed = False
+        self._retry: IdempotentUpload | None = None
 
-    def run(self) -> list[Upload]:
-        """Decide, store and record; a refusal is recorded, then raised."""
+    def run(self, answer: Callable[[list[Upload]], Any]) -> Answer:
+        """Decide, store and record; a refusal is recorded, then raised. `answer(uploads)` makes
+        the response body of a successful upload, which a retry with the same key replays."""
         try:
             with self.refusing():
-                return self._run()
+                return self._run(answer)
         finally:
+            if self._retry:
+                self._retry.release()  # unless the upload completed
             self.clean_up()
 
     @contextmanager
@@ -97,11 +119,7 @@ class UploadAttempt:
         return refusal
 
     def _uploader(self) -> Uploader:
-        return Uploader(
-            user=getattr(self.request, "user", None),
-            client_ip=client_ip(self.request),
-            request_id=getattr(self.request, "request_id", ""),
-        )
+        return uploader_of(self.request)
 
     def gate(self) -> UploadRejected | None:
         """Decisions 1 and 2, before the body is read: also when a CSRF check reads it first,
@@ -109,24 +127,46 @@ class UploadAttempt:
         if self.refusal:
             return self.refusal
         user = getattr(self.request, "user", None)
-        if getattr(user, "is_authenticated", False) and not may_upload(self.policy, user):
+        if not getattr(user, "is_authenticated", False) or self._gate_passed:
+            return None
+        if not may_upload(self.policy, user):
             return UploadRejected("permission_denied", _no_access_detail(self.policy))
+        refusal = quota_refusal(self.policy, user, incoming_sizes=[0])  # already at the limit?
+        if refusal and not rehearses(self.policy, refusal.code):
+            return refusal
+        self._gate_passed = True
         return None
 
-    def _run(self) -> list[Upload]:
+    def _run(self, answer: Callable[[list[Upload]], Any]) -> Answer:
         if refusal := self.gate():
             raise refusal
         if not may_upload(self.policy, self.request.user):  # not signed in
             raise UploadRejected("permission_denied", "Sign in to upload files.")
-        for file in self._receive():
+        received = self._receive()
+        if replay := self._claim_key(received):
+            return replay
+        for file in received:
             self.facts = received_facts(file)
             self._accepted.append(inspect_file(self.policy, file, self.facts))
-        return uploads_create(
+        uploads = uploads_create(
             policy=self.policy,
             policy_audit_seq=self.policy_audit_seq,
             files=self._accepted,
             uploader=self._uploader(),
         )
+        result = Answer(status=HTTPStatus.CREATED, body=answer(uploads))
+        if self._retry:
+            self._retry.complete(result)
+        return result
+
+    def _claim_key(self, received: list[ReceivedFile]) -> Answer | None:
+        """Decision 6: claim the request's idempotency key, or the answer to replay."""
+        key = key_from_header(self.request) or key_from_form(self.request)
+        if key is None:
+            return None
+        self._retry = IdempotentUpload(self.request.user, key)
+        files = [(file.size, file.sha256) for file in received]
+        return self._retry.claim(fingerprint(self.slug, files))
 
     def _receive(self) -> list[ReceivedFile]:
         self.request.FILES  # noqa: B018 - reading it streams the body through the handler
@@ -145,6 +185,15 @@ class UploadAttempt:
         self.handler.discard()
         for accepted in self._accepted:
             accepted.content.close()
+
+
+def uploader_of(request: HttpRequest) -> Uploader:
+    """Who is acting, from where: what every decision and deletion records."""
+    return Uploader(
+        user=getattr(request, "user", None),
+        client_ip=client_ip(request),
+        request_id=getattr(request, "request_id", ""),
+    )
 
 
 def _no_access_detail(policy: UploadPolicy) -> str:

@@ -26,6 +26,7 @@ from django.utils.http import parse_header_parameters
 from policies.models import UploadPolicy
 from policies.units import format_bytes
 from project.errors import UploadRejected
+from uploads.rehearsal import rehearses
 
 FILE_FIELD = "file"
 CHUNK_BYTES = 256 * 1024
@@ -39,6 +40,7 @@ class ReceivedFile:
     client_name: str  # as sent, HTML entities decoded; the name check decides what survives
     size: int
     sha256: str
+    would_refuse: str = ""  # under a report-only policy: the cap it went past (uploads.rehearsal)
 
 
 class RawNameMultiPartParser(MultiPartParser):
@@ -88,8 +90,9 @@ class PolicyUploadHandler(FileUploadHandler):
     """Enforces the policy's request, file-count and per-file caps while the body streams.
 
     A refusal is kept in `rejection` and stops the parse (the rest of the body, bounded by the
-    request cap, is read and dropped so the client gets the answer). Every temporary file it
-    creates is closed (so deleted) by `discard()`.
+    request cap, is read and dropped so the client gets the answer); under a report-only policy
+    the per-file caps are only noted on the file (the request cap still holds). Every temporary
+    file it creates is closed (so deleted) by `discard()`.
     """
 
     chunk_size = CHUNK_BYTES
@@ -106,6 +109,7 @@ class PolicyUploadHandler(FileUploadHandler):
         self.received: list[ReceivedFile] = []
         self._temps: list[TemporaryUploadedFile] = []
         self._current: TemporaryUploadedFile | None = None
+        self._would_refuse = ""
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         """Refuse an oversized request from its Content-Length, before reading a byte."""
@@ -123,6 +127,7 @@ class PolicyUploadHandler(FileUploadHandler):
         super().new_file(field_name, file_name, content_type, content_length, charset, *a)
         if field_name != FILE_FIELD:
             self._refuse("file_required", f'Send files in the form field "{FILE_FIELD}".')
+        self._would_refuse = ""
         if len(self.received) >= self.policy.max_files_per_request:
             limit = self.policy.max_files_per_request
             self._refuse(
@@ -137,7 +142,7 @@ class PolicyUploadHandler(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         self._size += len(raw_data)
-        if self._size > self.policy.max_file_size_bytes:
+        if self._size > self.policy.max_file_size_bytes and not self._would_refuse:
             self._refuse(
                 "file_too_large",
                 f"The file is larger than {self.policy.max_file_size_display}, "
@@ -152,7 +157,11 @@ class PolicyUploadHandler(FileUploadHandler):
         temp.flush()
         temp.seek(0)
         temp.size = self._size
-        self.received.append(ReceivedFile(temp, self.file_name, self._size, self._hash.hexdigest()))
+        self.received.append(
+            ReceivedFile(
+                temp, self.file_name, self._size, self._hash.hexdigest(), self._would_refuse
+            )
+        )
         return temp
 
     def upload_interrupted(self) -> None:
@@ -166,6 +175,9 @@ class PolicyUploadHandler(FileUploadHandler):
         self.discard()
 
     def _refuse(self, code: str, detail: str) -> None:
+        if rehearses(self.policy, code):
+            self._would_refuse = code
+            return
         self.rejection = UploadRejected(code, detail)
         self.discard()
         raise StopUpload(connection_reset=False)

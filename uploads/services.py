@@ -19,10 +19,16 @@ from django.db import transaction
 
 from policies.models import UploadPolicy
 from uploads.models import Upload, UploadEvent, UploadStatus
+from uploads.quota import lock_uploader, quota_refusal
+from uploads.rehearsal import rehearses
 
 logger = logging.getLogger("portcullis.uploads")
 
 ACCEPTED = "accepted"
+# Event codes of what happens to a stored upload later (the rest are ERROR_STATUS codes).
+DELETED = "deleted"  # by its owner or an admin
+EXPIRED = "expired"  # past its policy's retention (uploads_purge_expired)
+FILE_MISSING = "file_missing"  # its row outlived its file (uploads_reconcile --fix)
 HASH_CHUNK = 1024 * 1024
 
 
@@ -43,6 +49,8 @@ class FileFacts:
     size: int | None = None
     sha256: str = ""
     content_type: str = ""
+    scan: str = ""  # a uploads.models.ScanStatus
+    scan_signature: str = ""
 
 
 @dataclass
@@ -55,6 +63,7 @@ class AcceptedFile:
     size: int  # of `content`, measured before storing (some storages close what they store)
     sha256: str
     reencoded: bool
+    would_refuse: str = ""  # under a report-only policy: the refusal it rehearsed
 
 
 def storage():
@@ -78,7 +87,7 @@ def size_and_sha256(content: IO[bytes]) -> tuple[int, str]:
 
 
 def record_decision(
-    *, policy_slug: str, code: str, uploader: Uploader, facts: FileFacts
+    *, policy_slug: str, code: str, uploader: Uploader, facts: FileFacts, would_refuse: str = ""
 ) -> UploadEvent:
     """One event and one log line per decision (never the bytes); inside a transaction, the
     line is written once it commits."""
@@ -93,6 +102,9 @@ def record_decision(
         sha256=facts.sha256,
         client_ip=uploader.client_ip,
         request_id=uploader.request_id[:128],
+        would_refuse_code=would_refuse,
+        scan=facts.scan,
+        scan_signature=facts.scan_signature[:200],
     )
     transaction.on_commit(lambda: _log_decision(event))
     return event
@@ -100,13 +112,16 @@ def record_decision(
 
 def _log_decision(event: UploadEvent) -> None:
     logger.info(
-        "upload decision code=%s policy=%s user=%s size=%s type=%s sha256=%s",
+        "upload decision code=%s%s policy=%s user=%s size=%s type=%s sha256=%s scan=%s%s",
         event.code,
+        f" would_refuse={event.would_refuse_code}" if event.would_refuse_code else "",
         event.policy_slug,
         event.user_id or "-",
         event.size_bytes if event.size_bytes is not None else "-",
         event.content_type or "-",
         event.sha256 or "-",
+        event.scan or "-",
+        f" signature={event.scan_signature!r}" if event.scan_signature else "",
     )
 
 
@@ -117,8 +132,9 @@ def uploads_create(
     files: Iterable[AcceptedFile],
     uploader: Uploader,
 ) -> list[Upload]:
-    """Store the files, then their rows and events in one transaction; on any failure, remove
-    the stored files again. Must not run inside another transaction (its commit decides)."""
+    """Store the files, then their rows and events in one transaction; on any failure (the
+    user's quota full, say) remove the stored files again. Must not run inside another
+    transaction (its commit decides)."""
     files = list(files)
     stored: list[str] = []
     try:
@@ -126,6 +142,7 @@ def uploads_create(
             stored.append(random_stored_name())  # known before saving, to clean up a partial file
             stored[-1] = storage().save(stored[-1], _as_file(accepted.content))
         with transaction.atomic(durable=True):
+            _check_quota(policy, uploader.user, files)
             uploads = [
                 _create_row(policy, policy_audit_seq, accepted, name, uploader)
                 for accepted, name in zip(files, stored, strict=True)
@@ -135,6 +152,18 @@ def uploads_create(
             _delete_quietly(name)
         raise
     return uploads
+
+
+def _check_quota(policy: UploadPolicy, user: Any, files: list[AcceptedFile]) -> None:
+    """Under the user's lock, so parallel uploads cannot both take the last free place."""
+    lock_uploader(user)
+    refusal = quota_refusal(policy, user, [accepted.size for accepted in files])
+    if refusal is None:
+        return
+    if not rehearses(policy, refusal.code):
+        raise refusal
+    for accepted in files:
+        accepted.would_refuse = accepted.would_refuse or refusal.code
 
 
 def _as_file(content: IO[bytes]) -> File:
@@ -160,7 +189,13 @@ def _create_row(
         content_type=accepted.facts.content_type,
         reencoded=accepted.reencoded,
     )
-    record_decision(policy_slug=policy.slug, code=ACCEPTED, uploader=uploader, facts=accepted.facts)
+    record_decision(
+        policy_slug=policy.slug,
+        code=ACCEPTED,
+        uploader=uploader,
+        facts=accepted.facts,
+        would_refuse=accepted.would_refuse,
+    )
     return upload
 
 
@@ -171,9 +206,27 @@ def _delete_quietly(name: str) -> None:
         logger.exception("could not remove stored file %s after a failed upload", name)
 
 
-def upload_delete(*, upload: Upload) -> None:
+def upload_delete(*, upload: Upload, uploader: Uploader | None = None) -> None:
     """Mark the upload deleted, and remove its file once that is committed."""
     with transaction.atomic():
         upload.status = UploadStatus.DELETED
         upload.save(update_fields=["status"])
+        record_removal(upload=upload, code=DELETED, uploader=uploader)
         transaction.on_commit(lambda: _delete_quietly(upload.stored_name))
+
+
+def record_removal(*, upload: Upload, code: str, uploader: Uploader | None = None) -> UploadEvent:
+    """The event of a stored upload going away (`code`: DELETED, EXPIRED or FILE_MISSING);
+    without an uploader (a management command) it is the system's doing."""
+    facts = FileFacts(
+        filename=upload.original_name,
+        size=upload.size_bytes,
+        sha256=upload.sha256,
+        content_type=upload.content_type,
+    )
+    return record_decision(
+        policy_slug=upload.policy.slug,
+        code=code,
+        uploader=uploader or Uploader(user=None, client_ip=None, request_id=""),
+        facts=facts,
+    )

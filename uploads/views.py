@@ -6,6 +6,8 @@ same `detail` text next to the field when it refuses.
 
 from __future__ import annotations
 
+import secrets
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -17,12 +19,13 @@ from policies.filetypes import label_of
 from policies.models import UploadPolicy
 from policies.selectors import may_upload
 from project.errors import PortcullisError, UploadRejected
-from uploads import services
+from uploads import idempotency, services
 from uploads.models import Upload
-from uploads.pipeline import UploadAttempt, policy_refusal
+from uploads.pipeline import UploadAttempt, policy_refusal, uploader_of
 from uploads.receive import FILE_FIELD
 from uploads.selectors import may_delete, uploads_visible_to
 from uploads.serving import download_response
+from uploads.throttles import check_upload_throttles
 
 DEFAULT_POLICY = "default"
 
@@ -33,6 +36,10 @@ DEFAULT_POLICY = "default"
 def upload_page(request: HttpRequest, slug: str = DEFAULT_POLICY) -> HttpResponse:
     if request.method != "POST":
         return _form(request, slug)
+    try:
+        check_upload_throttles(request)
+    except PortcullisError as throttled:
+        return _form(request, slug, refusal=throttled)
     attempt = UploadAttempt(request, slug)
     try:
         with attempt.refusing():  # the CSRF check reads the body, so it can raise a refusal
@@ -48,9 +55,12 @@ def upload_page(request: HttpRequest, slug: str = DEFAULT_POLICY) -> HttpRespons
 
 @csrf_protect
 def _store_checked(request: HttpRequest, attempt: UploadAttempt) -> HttpResponse:
-    uploads = attempt.run()
-    names = ", ".join(upload.original_name for upload in uploads)
-    messages.success(request, f"Uploaded {names}.")
+    result = attempt.run(answer=lambda uploads: [upload.original_name for upload in uploads])
+    names = ", ".join(result.body)
+    if result.replayed:  # the form was sent twice: one upload, the same answer
+        messages.info(request, f"Already uploaded {names} (the form was sent twice).")
+    else:
+        messages.success(request, f"Uploaded {names}.")
     return redirect("uploads:mine")
 
 
@@ -66,10 +76,16 @@ def _form(request: HttpRequest, slug: str, refusal: PortcullisError | None = Non
         "accept": ",".join(_accept(policy)) if usable else "",
         "extensions": _accept(policy) if usable else [],
         "type_labels": [label_of(t) for t in policy.allowed_types] if usable else [],
+        # One-time token: a double submit of this form makes one upload (uploads.idempotency).
+        "idempotency_field": idempotency.FORM_FIELD,
+        "idempotency_key": secrets.token_urlsafe(24),
     }
-    return render(
+    response = render(
         request, "uploads/upload.html", context, status=refusal.status if refusal else 200
     )
+    if refusal and "retry_after" in refusal.extra:
+        response["Retry-After"] = str(refusal.extra["retry_after"])
+    return response
 
 
 def _access_refusal(policy: UploadPolicy, user) -> UploadRejected | None:
@@ -103,7 +119,7 @@ def delete(request: HttpRequest, pk: str) -> HttpResponse:
     if not may_delete(request.user, upload):
         return render(request, "uploads/confirm_delete.html", {"upload": upload}, status=403)
     if request.method == "POST":
-        services.upload_delete(upload=upload)
+        services.upload_delete(upload=upload, uploader=uploader_of(request))
         messages.success(request, f"Deleted {upload.original_name}.")
         return redirect("uploads:mine")
     return render(request, "uploads/confirm_delete.html", {"upload": upload, "allowed": True})

@@ -8,9 +8,8 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from policies.services import policy_create
-from tests.uploads.conftest import only_event
 from tests.uploads.http import file_part, multipart
-from tests.uploads.test_pipeline import HTML, zip_bytes
+from tests.uploads.test_pipeline import HTML
 from uploads.models import Upload, UploadEvent
 
 pytestmark = pytest.mark.django_db
@@ -63,23 +62,3 @@ def test_markup_is_accepted_only_where_a_policy_allows_it(signed_in, upload_dirs
     download = signed_in.get(f"/api/v1/uploads/{response.json()['id']}/download/")
     assert download["Content-Type"] == "text/html"
     assert download["Content-Disposition"].startswith("attachment;")  # never rendered
-
-
-def test_archives_are_refused_even_where_allowed_until_they_can_be_inspected(
-    signed_in, upload_dirs, actor
-):
-    policy_create(
-        data={
-            "slug": "bundles",
-            "allowed_types": ["application/zip"],
-            "allowed_extensions": ["zip"],
-        },
-        actor=actor,
-        reason="test",
-        rollback_note="delete it",
-    )
-    response = upload(signed_in, "bundle.zip", zip_bytes(), policy="bundles")
-    assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
-    assert response.json()["code"] == "archive_rejected"
-    upload_dirs.assert_nothing_kept()
-    assert only_event().code == "archive_rejected"

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from policies.models import MIB
-from policies.services import policy_create, policy_update
+from policies.services import policy_update
 from tests.conftest import PASSWORD
 from tests.uploads.conftest import only_event
 from tests.uploads.http import CountingStream, Part, file_part, multipart
@@ -146,27 +146,6 @@ def word_document() -> bytes:
         document.writestr("_rels/.rels", "<Relationships/>")
         document.writestr("word/document.xml", "<w:document/>")
     return buffer.getvalue()
-
-
-def test_office_documents_are_refused_as_archives_until_those_can_be_inspected(
-    signed_in, upload_dirs, actor
-):
-    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-    policy_create(
-        data={"slug": "docs", "allowed_types": [docx], "allowed_extensions": ["docx"]},
-        actor=actor,
-        reason="test",
-        rollback_note="delete it",
-    )
-    body, content_type = multipart(file_part("letter.docx", word_document()))
-    response = signed_in.post("/api/v1/uploads/?policy=docs", body, content_type=content_type)
-    assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
-    assert response.json() == {
-        "code": "archive_rejected",
-        "detail": "The file is a Word document, which holds other files; those cannot be "
-        "inspected yet, so such files are not accepted.",
-    }
-    upload_dirs.assert_nothing_kept()
 
 
 def test_each_decision_is_one_log_line_without_the_bytes(

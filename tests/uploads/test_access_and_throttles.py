@@ -1,0 +1,107 @@
+"""Who may upload (403 `permission_denied` saying why) and the request throttles (429
+`throttled`), through the API and the form."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import pytest
+from django.contrib.auth.models import Group
+
+from tests.uploads.conftest import only_event
+from tests.uploads.ops import api_upload, form_upload, make_policy, token_client_for
+from uploads.models import Upload, UploadEvent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api(owner, upload_dirs):
+    return token_client_for(owner)
+
+
+@pytest.fixture
+def reviewers_only(actor):
+    Group.objects.create(name="reviewers")
+    return make_policy(actor, "reviewers", upload_access="groups", allowed_groups=["reviewers"])
+
+
+def test_a_groups_policy_refuses_non_members_and_says_why(api, signed_in, reviewers_only):
+    response = api_upload(api, "a.txt", b"hi\n", policy="reviewers")
+    assert response.status_code == HTTPStatus.FORBIDDEN
+    assert response.json() == {
+        "code": "permission_denied",
+        "detail": "Only members of certain groups may upload here.",
+    }
+    page = form_upload(signed_in, "a.txt", b"hi\n", policy="reviewers")
+    assert page.status_code == HTTPStatus.FORBIDDEN
+    assert "Only members of certain groups may upload here." in page.content.decode()
+    assert list(UploadEvent.objects.values_list("code", flat=True)) == ["permission_denied"] * 2
+    assert not Upload.objects.exists()
+
+
+def test_members_of_a_listed_group_may_upload(api, owner, reviewers_only, upload_dirs):
+    owner.groups.add(Group.objects.get(name="reviewers"))
+    assert api_upload(api, "a.txt", b"hi\n", policy="reviewers").status_code == 201
+    assert only_event().code == "accepted"
+
+
+def test_staff_policies_take_staff(editor, actor, upload_dirs):
+    make_policy(actor, "staff-drop", upload_access="staff")
+    staff = token_client_for(editor)
+    assert api_upload(staff, "a.txt", b"hi\n", policy="staff-drop").status_code == 201
+
+
+@pytest.fixture(autouse=True)
+def _mid_minute(monkeypatch):
+    """Counters live in fixed one-minute windows: keep every request of a test in one."""
+    monkeypatch.setattr("uploads.throttles._now", lambda: 1_800_000_030.0)
+
+
+def _rates(settings, user: str, address: str) -> None:
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"uploads": user, "uploads_address": address},
+    }
+
+
+def test_the_api_throttles_a_users_uploads_at_the_limit(api, other_user, settings, upload_dirs):
+    _rates(settings, user="3/minute", address="1000/minute")
+    statuses = [api_upload(api, f"{i}.txt", b"hi\n").status_code for i in range(4)]
+    assert statuses == [201, 201, 201, 429]
+    refused = api_upload(api, "5.txt", b"hi\n")
+    assert refused.json()["code"] == "throttled"
+    assert int(refused["Retry-After"]) >= 1
+    assert Upload.objects.count() == 3
+    assert api_upload(token_client_for(other_user), "x.txt", b"hi\n").status_code == 201
+    assert api.get("/api/v1/uploads/").status_code == HTTPStatus.OK  # reads are not uploads
+
+
+def test_the_api_throttles_per_client_address(api, other_user, settings, upload_dirs):
+    _rates(settings, user="1000/minute", address="2/minute")
+    other = token_client_for(other_user)
+    assert api_upload(api, "a.txt", b"hi\n").status_code == 201
+    assert api_upload(other, "b.txt", b"hi\n").status_code == 201
+    response = api_upload(other, "c.txt", b"hi\n")  # same address (the test client's)
+    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    elsewhere = api_upload(other, "d.txt", b"hi\n", REMOTE_ADDR="203.0.113.9")
+    assert elsewhere.status_code == HTTPStatus.CREATED
+
+
+def test_a_spoofed_forwarded_for_does_not_escape_the_address_throttle(api, settings, upload_dirs):
+    _rates(settings, user="1000/minute", address="2/minute")
+    codes = [
+        api_upload(api, f"{i}.txt", b"hi\n", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").status_code
+        for i in range(3)
+    ]
+    assert codes == [201, 201, 429]  # not behind a proxy: the header means nothing
+
+
+def test_the_form_is_throttled_too(signed_in, settings, upload_dirs):
+    _rates(settings, user="1/minute", address="1000/minute")
+    assert form_upload(signed_in, "a.txt", b"hi\n").status_code == HTTPStatus.FOUND
+    page = form_upload(signed_in, "b.txt", b"hi\n")
+    assert page.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert int(page["Retry-After"]) >= 1
+    assert "Too many uploads" in page.content.decode()
+    assert Upload.objects.count() == 1

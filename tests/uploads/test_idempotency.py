@@ -1,0 +1,162 @@
+"""Retry-safe uploads: Idempotency-Key for API clients, a one-time token for the form."""
+
+from __future__ import annotations
+
+import re
+import threading
+from http import HTTPStatus
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+
+from tests.uploads.conftest import only_event
+from tests.uploads.ops import api_upload, form_upload, token_client_for
+from uploads import idempotency
+from uploads.models import Upload, UploadEvent
+
+pytestmark = pytest.mark.django_db
+
+KEY = '"8e03978e-40d5-43e8-bc93-6894a57f9324"'
+
+
+@pytest.fixture
+def api(owner, upload_dirs):
+    return token_client_for(owner)
+
+
+@pytest.fixture(autouse=True)
+def _forget_keys():
+    yield
+    cache.clear()
+
+
+def test_a_retry_with_the_same_key_replays_the_answer_without_a_second_upload(api, upload_dirs):
+    first = api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    retry = api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    assert first.status_code == retry.status_code == HTTPStatus.CREATED
+    assert retry.json() == first.json()
+    assert retry["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
+    assert Upload.objects.count() == 1
+    assert len(upload_dirs.stored_files()) == 1
+    assert only_event().code == "accepted"  # the replay decides nothing
+
+
+def test_the_same_key_with_another_payload_is_a_conflict(api, upload_dirs):
+    api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    response = api_upload(api, "a.txt", b"goodbye\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert response.json()["code"] == "idempotency_conflict"
+    assert Upload.objects.count() == 1
+    assert len(upload_dirs.stored_files()) == 1
+
+
+def test_the_same_key_under_another_policy_is_a_conflict(api, actor, upload_dirs):
+    from tests.uploads.ops import make_policy
+
+    make_policy(actor, "notes")
+    api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    response = api_upload(api, "a.txt", b"hello\n", "notes", HTTP_IDEMPOTENCY_KEY=KEY)
+    assert response.json()["code"] == "idempotency_conflict"
+
+
+def test_keys_belong_to_their_user(api, other_user, upload_dirs):
+    api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    other = token_client_for(other_user)
+    response = api_upload(other, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    assert response.status_code == HTTPStatus.CREATED
+    assert response.json()["id"] != Upload.objects.get(owner__username="owner").pk
+    assert Upload.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_while_the_first_still_runs_is_409(api, owner, upload_dirs):
+    """A second request arrives while the first is inside the checks (held there by an event)."""
+    started, release = threading.Event(), threading.Event()
+    import uploads.pipeline as pipeline
+
+    real_inspect = pipeline.inspect_file
+
+    def slow_inspect(*args, **kwargs):
+        started.set()
+        release.wait(10)
+        return real_inspect(*args, **kwargs)
+
+    pipeline.inspect_file = slow_inspect
+    answers = {}
+    try:
+
+        def first() -> None:
+            try:
+                answers["first"] = api_upload(
+                    token_client_for(owner), "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY
+                )
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        assert started.wait(10)
+        pipeline.inspect_file = real_inspect
+        answers["second"] = api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
+        release.set()
+        thread.join()
+    finally:
+        pipeline.inspect_file = real_inspect
+        release.set()
+    assert answers["second"].status_code == HTTPStatus.CONFLICT
+    assert answers["second"].json()["code"] == "idempotency_in_progress"
+    assert answers["first"].status_code == HTTPStatus.CREATED
+    assert Upload.objects.count() == 1
+
+
+def test_a_refused_upload_lets_the_key_go(api, upload_dirs):
+    refused = api_upload(api, "a.exe", b"MZ\x90\x00", HTTP_IDEMPOTENCY_KEY=KEY)
+    assert refused.status_code == HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    retried = api_upload(api, "a.txt", b"fixed\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    assert retried.status_code == HTTPStatus.CREATED
+
+
+def test_keys_live_in_the_shared_cache_and_expire(api, settings, upload_dirs):
+    settings.UPLOAD_IDEMPOTENCY_TTL_SECONDS = 3600
+    api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    from django.core.cache import caches
+
+    assert (
+        "DatabaseCache" in type(caches["default"]).__name__
+        or "Redis" in type(caches["default"]).__name__
+    )
+    cache.clear()  # what expiry does
+    again = api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    assert again.status_code == HTTPStatus.CREATED
+    assert "Idempotent-Replayed" not in again
+    assert Upload.objects.count() == 2
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 256, "caf\u00e9", "a\x01b"])
+def test_a_malformed_key_is_a_clear_400(api, bad, upload_dirs):
+    response = api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=bad)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["code"] == "bad_request"
+    assert "Idempotency-Key" in response.json()["detail"]
+    upload_dirs.assert_nothing_kept()
+
+
+def _form_token(page: bytes) -> str:
+    match = re.search(rb'name="idempotency_key" value="([^"]+)"', page)
+    assert match, "the form carries a one-time token"
+    return match.group(1).decode()
+
+
+def test_a_double_submitted_form_makes_one_upload(signed_in, upload_dirs):
+    token = _form_token(signed_in.get("/upload/").content)
+    assert token != _form_token(signed_in.get("/upload/").content)  # one per form shown
+    fields = [(idempotency.FORM_FIELD, token)]
+    first = form_upload(signed_in, "a.txt", b"hello\n", fields=fields)
+    second = form_upload(signed_in, "a.txt", b"hello\n", fields=fields)
+    assert first.status_code == second.status_code == HTTPStatus.FOUND
+    assert Upload.objects.count() == 1
+    assert UploadEvent.objects.count() == 1
+    page = signed_in.get(second["Location"]).content.decode()
+    assert "Already uploaded a.txt" in page
