@@ -534,6 +534,8 @@ class UploadPolicyAdmin(AuditedAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: UploadPolicy | None = None) -> Any:
         if obj is None:
             return self.fieldsets
+        # This request's copy of the policy carries what the panel may link to.
+        obj.may_view_events = request.user.has_perm("uploads.view_uploadevent")
         rehearsal = ("Rehearsal: would-be refusals", {"fields": ("rehearsal",)})
         return (*self.fieldsets[:2], rehearsal, *self.fieldsets[2:])
 
@@ -547,7 +549,9 @@ class UploadPolicyAdmin(AuditedAdmin):
                 "report": rehearsal_report(obj.slug),
                 "report_only": obj.mode == Mode.REPORT_ONLY,
                 "slug": obj.slug,
-                "events_url": reverse("admin:uploads_uploadevent_changelist"),
+                "events_url": reverse("admin:uploads_uploadevent_changelist")
+                if getattr(obj, "may_view_events", False)
+                else "",
             },
         )
 
