@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from django.contrib import admin, messages
@@ -22,6 +23,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
@@ -534,7 +536,8 @@ class UploadPolicyAdmin(AuditedAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: UploadPolicy | None = None) -> Any:
         if obj is None:
             return self.fieldsets
-        # This request's copy of the policy carries what the panel may link to.
+        # This request's copy of the policy carries what the panel may show: who uploaded what
+        # is for those who may view upload events; the counts are for every policy editor.
         obj.may_view_events = request.user.has_perm("uploads.view_uploadevent")
         rehearsal = ("Rehearsal: would-be refusals", {"fields": ("rehearsal",)})
         return (*self.fieldsets[:2], rehearsal, *self.fieldsets[2:])
@@ -548,6 +551,7 @@ class UploadPolicyAdmin(AuditedAdmin):
             {
                 "report": rehearsal_report(obj.slug),
                 "report_only": obj.mode == Mode.REPORT_ONLY,
+                "since": timezone.now() - timedelta(days=7),
                 "slug": obj.slug,
                 "events_url": reverse("admin:uploads_uploadevent_changelist")
                 if getattr(obj, "may_view_events", False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -48,3 +49,20 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+_RATE = re.compile(r"(\d+)\s*/\s*(second|minute|hour|day|sec|min|s|m|h|d)s?", re.IGNORECASE)
+
+
+def env_rate(name: str, default: str) -> str:
+    """A throttle rate as DRF reads it ("60/minute"): a positive count per second, minute,
+    hour or day. Unset or blank means the default."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    match = _RATE.fullmatch(raw.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ImproperlyConfigured(
+            f"{name} must be a count per second, minute, hour or day, e.g. 60/minute; got {raw!r}."
+        )
+    return f"{int(match.group(1))}/{match.group(2).lower()}"

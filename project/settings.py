@@ -9,7 +9,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import env_bool, env_int, env_list, env_str
+from project.env import env_bool, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -246,8 +246,8 @@ REST_FRAMEWORK = {
     # Upload requests per signed-in user and per client address (uploads.throttles), for the API
     # and the form alike: "<count>/<second|minute|hour|day>".
     "DEFAULT_THROTTLE_RATES": {
-        "uploads": env_str("UPLOAD_THROTTLE_USER_RATE", "60/minute"),
-        "uploads_address": env_str("UPLOAD_THROTTLE_ADDRESS_RATE", "120/minute"),
+        "uploads": env_rate("UPLOAD_THROTTLE_USER_RATE", "60/minute"),
+        "uploads_address": env_rate("UPLOAD_THROTTLE_ADDRESS_RATE", "120/minute"),
     },
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,

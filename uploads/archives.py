@@ -160,6 +160,7 @@ _DAMAGE = (
     OSError,
     EOFError,
     ValueError,
+    OverflowError,  # an offset or size past what a file position can hold
     struct.error,
 )
 
@@ -203,6 +204,8 @@ def inspect_archive(content: IO[bytes], mime: str, limits: ArchiveLimits) -> Non
             packed = content.seek(0, io.SEEK_END)
             content.seek(0)
             _inspect_gzip(_file_chunks(content), walk, (), 0, packed=packed)
+    except _DAMAGE:  # damage a step above did not expect (a crafted offset, say): still damage
+        raise _damaged(()) from None
     finally:
         content.seek(0)
 

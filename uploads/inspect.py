@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 import magic
@@ -264,7 +266,7 @@ def check_content(policy: UploadPolicy, content: IO[bytes], mime: str) -> tuple[
                 "this server allows; this upload does not accept it.",
             ) from None
     elif FILE_TYPES[mime].container:
-        try:
+        with unchecked_refused("archive_rejected", mime):
             sandbox.run(
                 archives.inspect_archive,
                 content,
@@ -272,22 +274,32 @@ def check_content(policy: UploadPolicy, content: IO[bytes], mime: str) -> tuple[
                 archives.ArchiveLimits.of(policy),
                 limits=limits,
             )
-        except sandbox.LimitsExceeded:
-            raise UploadRejected(
-                "archive_rejected",
-                f"{_a(label_of(mime)).capitalize()} could not be checked within the time and "
-                "memory this server allows; this upload does not accept it.",
-            ) from None
     elif mime in markup.MARKUP_TYPES:  # HTML has no checker: a policy allows it as it is
-        try:
+        with unchecked_refused("active_content", mime):
             sandbox.run(markup.inspect_markup, content, mime, limits=limits)
-        except sandbox.LimitsExceeded:
-            raise UploadRejected(
-                "active_content",
-                f"{_a(label_of(mime)).capitalize()} could not be checked within the time and "
-                "memory this server allows; this upload does not accept it.",
-            ) from None
     return content, False
+
+
+@contextmanager
+def unchecked_refused(code: str, mime: str) -> Iterator[None]:
+    """A file its checker could not finish with is refused as `code`: past the sandbox's limits,
+    or on an error the checker did not expect (logged, for a fix; fail closed meanwhile)."""
+    try:
+        yield
+    except UploadRejected:
+        raise
+    except sandbox.LimitsExceeded:
+        reason = "within the time and memory this server allows"
+    except Exception:
+        logger.exception("the %s check failed unexpectedly; the file is refused", mime)
+        reason = "by this server"
+    else:
+        return
+    raise UploadRejected(
+        code,
+        f"{_a(label_of(mime)).capitalize()} could not be checked {reason}; "
+        "this upload does not accept it.",
+    )
 
 
 def refused_pdf_content(policy: UploadPolicy) -> set[str]:

@@ -5,16 +5,16 @@
 
 Decisions, in this order; the first refusal wins and is recorded as one UploadEvent:
 1. `policy_not_found`, `policy_disabled`: the upload target.
-2. `permission_denied`: who may upload under the policy; `quota_exceeded` for a user already at
-   the policy's quota (uploads.quota).
+2. `permission_denied`: who may upload under the policy.
 3. `request_too_large`: the Content-Length, before a byte of the body is read.
 4. While the body streams: `file_required` (a file outside the "file" field),
    `too_many_files`, `file_too_large`; and what Django's parser refuses (`parse_error`, ...).
 5. `file_required`: no file at all.
 6. `idempotency_conflict`, `idempotency_in_progress`: a key (Idempotency-Key header, or the
    form's one-time token) already used (uploads.idempotency); a completed one is replayed.
-7. Each file in the order sent: the checks of uploads.inspect.
-8. `quota_exceeded`: the files do not fit in the user's quota (checked again as they are stored).
+7. `quota_exceeded`: the files do not fit in the user's quota (uploads.quota; checked again,
+   under a lock, as they are stored).
+8. Each file in the order sent: the checks of uploads.inspect.
 Then every file is stored and recorded together, or none is. Under a report-only policy the
 refusals uploads.rehearsal lists are recorded on the accepted events instead of made.
 Request throttles (uploads.throttles) answer `throttled` before any of this, and record nothing.
@@ -131,9 +131,6 @@ class UploadAttempt:
             return None
         if not may_upload(self.policy, user):
             return UploadRejected("permission_denied", _no_access_detail(self.policy))
-        refusal = quota_refusal(self.policy, user, incoming_sizes=[0])  # already at the limit?
-        if refusal and not rehearses(self.policy, refusal.code):
-            return refusal
         self._gate_passed = True
         return None
 
@@ -145,6 +142,7 @@ class UploadAttempt:
         received = self._receive()
         if replay := self._claim_key(received):
             return replay
+        self._check_quota(received)
         for file in received:
             self.facts = received_facts(file)
             self._accepted.append(inspect_file(self.policy, file, self.facts))
@@ -158,6 +156,14 @@ class UploadAttempt:
         if self._retry:
             self._retry.complete(result)
         return result
+
+    def _check_quota(self, received: list[ReceivedFile]) -> None:
+        """Decision 7 early, before the costly checks (after the key, so a retry of an upload
+        that filled the quota is still replayed); uploads_create checks again, under a lock."""
+        sizes = [file.size for file in received]
+        refusal = quota_refusal(self.policy, self.request.user, incoming_sizes=sizes)
+        if refusal and not rehearses(self.policy, refusal.code):
+            raise refusal
 
     def _claim_key(self, received: list[ReceivedFile]) -> Answer | None:
         """Decision 6: claim the request's idempotency key, or the answer to replay."""

@@ -40,19 +40,28 @@ def quota_refusal(
     recent = list(_recent_uploads(policy, user, since=now - period))
     if policy.quota_files is not None:
         excess = len(recent) + len(incoming_sizes) - policy.quota_files
+        limit = f"{policy.quota_files:,} file{'s' if policy.quota_files != 1 else ''}"
+        if len(incoming_sizes) > policy.quota_files:  # never fits: retrying will not help
+            return UploadRejected(
+                "quota_exceeded",
+                f"This request carries more files than the {limit} this upload accepts from "
+                f"one person {_per(policy.quota_period_seconds)}.",
+                retry_after=policy.quota_period_seconds,
+            )
         if excess > 0:
-            limit = f"{policy.quota_files:,} file{'s' if policy.quota_files != 1 else ''}"
             return _refusal(policy, limit, _retry_after(recent, excess, now, period, by_count=True))
     if policy.quota_bytes is not None:
         used = sum(size for _, size in recent)
         excess = used + sum(incoming_sizes) - policy.quota_bytes
         if excess > 0:
             limit = format_bytes(policy.quota_bytes)
-            if sum(incoming_sizes) > policy.quota_bytes:
+            if sum(incoming_sizes) > policy.quota_bytes:  # never fits: retrying will not help
                 return UploadRejected(
                     "quota_exceeded",
                     f"These files are larger than the {limit} this upload accepts from one "
-                    f"person {_per(policy.quota_period_seconds)}.",
+                    f"person {_per(policy.quota_period_seconds)}, so they cannot be uploaded "
+                    "here at all.",
+                    retry_after=policy.quota_period_seconds,
                 )
             return _refusal(policy, limit, _retry_after(recent, excess, now, period))
     return None

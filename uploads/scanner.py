@@ -71,6 +71,8 @@ def scan(content: IO[bytes]) -> Verdict:
         raise _unavailable(where, f"no answer within {settings.CLAMD_TIMEOUT_SECONDS} s") from exc
     except OSError as exc:
         raise _unavailable(where, exc.strerror or exc.__class__.__name__) from exc
+    except (UnicodeError, ValueError, OverflowError) as exc:  # a host or port sockets refuse
+        raise _unavailable(where, f"unusable address ({exc.__class__.__name__})") from exc
     finally:
         content.seek(0)
     verdict = _verdict(reply, where)

@@ -16,6 +16,7 @@ user's other requests behind it.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import time
 from datetime import UTC, datetime
@@ -171,12 +172,16 @@ class UploadUserThrottle(_WindowRateThrottle):
 
 class UploadAddressThrottle(_WindowRateThrottle):
     """Uploads per client address (scope "uploads_address"), found as project.net.client_ip says;
-    requests without a usable address share one counter."""
+    IPv6 per /64 (a subscriber's network, where every address is theirs); requests without a
+    usable address share one counter."""
 
     scope = "uploads_address"
 
     def get_ident_for(self, request: HttpRequest) -> str | None:
-        return client_ip(request) or "unknown"
+        address = client_ip(request)
+        if address and ":" in address:  # IPv6: one /64 is one subscriber's network
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return address or "unknown"
 
 
 UPLOAD_THROTTLES: tuple[type[_WindowRateThrottle], ...] = (

@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import env_bool, env_int, env_list
+from project.env import env_bool, env_int, env_list, env_rate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _OURS = ("DJANGO_", "AUDIT_HMAC", "DATABASE_URL", "UPLOAD_ROOT", "REDIS_URL", "TRUSTED_PROXY")
@@ -66,6 +66,29 @@ def test_env_int_enforces_its_minimum_naming_the_variable(monkeypatch):
         env_int("PORTCULLIS_N", 7, minimum=1)
     monkeypatch.setenv("PORTCULLIS_N", "1")
     assert env_int("PORTCULLIS_N", 7, minimum=1) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "rate"),
+    [("60/minute", "60/minute"), (" 5 / Hour ", "5/hour"), ("10/s", "10/s"), ("", "7/day")],
+)
+def test_env_rate_reads_a_count_per_period(monkeypatch, raw, rate):
+    monkeypatch.setenv("PORTCULLIS_RATE", raw)
+    assert env_rate("PORTCULLIS_RATE", "7/day") == rate
+
+
+@pytest.mark.parametrize("raw", ["60 per minute", "60", "0/minute", "-1/day", "60/week", "x/m"])
+def test_env_rate_refuses_what_would_break_every_upload(monkeypatch, raw):
+    monkeypatch.setenv("PORTCULLIS_RATE", raw)
+    with pytest.raises(ImproperlyConfigured, match="PORTCULLIS_RATE must be a count per"):
+        env_rate("PORTCULLIS_RATE", "7/day")
+
+
+def test_a_bad_throttle_rate_stops_the_app_at_start(tmp_path):
+    env = {**_production_env(), "UPLOAD_THROTTLE_USER_RATE": "60 per minute"}
+    result = _manage(tmp_path, "check", **env)
+    assert result.returncode != 0
+    assert "UPLOAD_THROTTLE_USER_RATE must be a count per" in result.stderr
 
 
 def test_env_list_splits_on_commas_and_drops_blanks(monkeypatch):

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from tests.uploads.http import file_part, multipart
 from tests.uploads.ops import api_upload, form_upload, make_policy, token_client_for
 from uploads.models import Upload, UploadEvent
 
@@ -75,6 +76,18 @@ def test_a_file_larger_than_the_whole_quota_says_so(api, actor, upload_dirs):
     response = api_upload(api, "a.txt", b"x" * 20, policy="limited")
     assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
     assert "larger than the 10 bytes" in response.json()["detail"]
+    assert "cannot be uploaded here at all" in response.json()["detail"]
+    assert response["Retry-After"] == "86400" == str(response.json()["retry_after"])
+    upload_dirs.assert_nothing_kept()
+
+
+def test_more_files_in_one_request_than_the_quota_says_so(api, actor, upload_dirs):
+    make_policy(actor, "limited", quota_files=1, max_files_per_request=3)
+    body, content_type = multipart(file_part("a.txt", b"a\n"), file_part("b.txt", b"b\n"))
+    response = api.post("/api/v1/uploads/?policy=limited", body, content_type=content_type)
+    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert "more files than the 1 file" in response.json()["detail"]
+    assert response["Retry-After"] == "86400"
     upload_dirs.assert_nothing_kept()
 
 
@@ -97,7 +110,7 @@ def test_the_form_shows_the_limit_and_sends_retry_after(signed_in, actor, upload
     page = form_upload(signed_in, "b.txt", b"hi\n", policy="limited")
     assert page.status_code == HTTPStatus.TOO_MANY_REQUESTS
     assert "1 file per day" in page.content.decode()
-    assert int(page["Retry-After"]) > 0
+    assert 86_390 <= int(page["Retry-After"]) <= 86_400  # when a.txt leaves the day
     assert list(UploadEvent.objects.order_by("id").values_list("code", flat=True)) == [
         "accepted",
         "quota_exceeded",
@@ -127,11 +140,41 @@ def _parallel_uploads(user, count: int, policy: str) -> list[int]:
     return statuses
 
 
+@pytest.fixture
+def crowded_quota_check(monkeypatch):
+    """Each upload's locked quota check waits (up to 0.3 s) for another to be inside it too.
+
+    Without the user's lock they all are, so all see room and all store: the race, made certain
+    instead of likely. With it, one at a time gets in, so each waits alone and then goes on.
+    """
+    import uploads.services as services
+
+    real, inside, lock = services.quota_refusal, [0], threading.Condition()
+
+    def crowded(*args, **kwargs):
+        refusal = real(*args, **kwargs)
+        with lock:
+            inside[0] += 1
+            lock.notify_all()
+            lock.wait_for(lambda: inside[0] > 1, timeout=0.3)
+        try:
+            return refusal
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(services, "quota_refusal", crowded)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_parallel_uploads_by_one_user_stop_exactly_at_the_quota(owner, actor, upload_dirs):
+def test_parallel_uploads_by_one_user_stop_exactly_at_the_quota(
+    owner, actor, upload_dirs, crowded_quota_check
+):
     make_policy(actor, "limited", quota_files=3)
     statuses = _parallel_uploads(owner, 8, "limited")
     assert sorted(statuses) == [201] * 3 + [429] * 5
     assert Upload.objects.count() == 3
+    assert UploadEvent.objects.filter(code="quota_exceeded").count() == 5
+    assert UploadEvent.objects.filter(code="accepted").count() == 3
     assert len(upload_dirs.stored_files()) == 3
     assert upload_dirs.temp_files() == []

@@ -130,3 +130,11 @@ def test_clamds_own_stream_limit_counts_as_too_large(api, clamd_socket, settings
     response = api_upload(api, "notes.txt", b"line of text\n" * 200_000)
     assert response.status_code == HTTPStatus.CREATED
     assert only_event().scan == ScanStatus.TOO_LARGE
+
+
+@pytest.mark.parametrize(("host", "port"), [("a..b", 3310), ("127.0.0.1", 70000)])
+def test_an_unusable_scanner_address_counts_as_unavailable(api, settings, host, port, upload_dirs):
+    settings.CLAMD_SOCKET, settings.CLAMD_HOST, settings.CLAMD_PORT = "", host, port
+    response = api_upload(api, "notes.txt", CLEAN)  # "on": accepted, not a 500
+    assert response.status_code == HTTPStatus.CREATED
+    assert only_event().scan == ScanStatus.UNAVAILABLE
