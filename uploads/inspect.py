@@ -295,9 +295,10 @@ def unchecked_refused(code: str, mime: str) -> Iterator[None]:
         reason = "by this server"
     else:
         return
+    what = _a(label_of(mime))
     raise UploadRejected(
         code,
-        f"{_a(label_of(mime)).capitalize()} could not be checked {reason}; "
+        f"{what[0].upper()}{what[1:]} could not be checked {reason}; "
         "this upload does not accept it.",
     )
 

@@ -400,3 +400,25 @@ def _gzip_stream(chunks: Iterable[bytes]) -> bytes:
         out.write(compressor.compress(chunk))
     out.write(compressor.flush())
     return out.getvalue()
+
+
+def crafted_offset_zip() -> bytes:
+    """A ZIP whose directory puts its first entry at byte 2**64 - 1 (a zip64 extra field) and
+    its second at byte 0: past what a file position can hold, so seeking there fails."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in ("a.txt", "b.txt", "c.txt"):
+            archive.writestr(name, b"hello")
+    data = bytearray(buffer.getvalue())
+    first = data.find(b"PK\x01\x02")
+    second = data.find(b"PK\x01\x02", first + 4)
+    struct.pack_into("<L", data, second + 42, 0)
+    name_length = struct.unpack_from("<H", data, first + 28)[0]
+    extra = struct.pack("<HHQ", 1, 8, 2**64 - 1)
+    struct.pack_into("<L", data, first + 42, 0xFFFFFFFF)
+    struct.pack_into("<H", data, first + 30, len(extra))
+    data[first + 46 + name_length : first + 46 + name_length] = extra
+    end = data.rfind(b"PK\x05\x06")
+    size = struct.unpack_from("<L", data, end + 12)[0]
+    struct.pack_into("<L", data, end + 12, size + len(extra))
+    return bytes(data)

@@ -11,7 +11,7 @@ import pytest
 from tests.uploads import make_archives
 from tests.uploads.conftest import only_event
 from tests.uploads.ops import api_upload, form_upload, make_policy, token_client_for
-from uploads.models import Upload
+from uploads.models import Upload, UploadEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -82,10 +82,50 @@ def test_dangerous_archives_are_refused_and_nothing_kept(
     upload_dirs.assert_nothing_kept()
 
 
-def test_the_form_shows_an_archive_refusal_next_to_the_field(signed_in, bundles, upload_dirs):
-    page = form_upload(signed_in, "slip.zip", make_archives.zip_with_name("../x"), "bundles")
+FORM_CASES = [
+    ("bomb.zip", make_archives.zip_bomb, "bomb.txt"),
+    ("slip.zip", lambda: make_archives.zip_with_name("../x"), "outside"),
+    ("link.zip", lambda: make_archives.zip_with_mode(0o120777), "link"),
+    ("nested.zip", lambda: make_archives.nested_zip(1), "inside"),
+    ("secret.zip", make_archives.encrypted_zip, "encrypted"),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "says"), FORM_CASES)
+def test_the_form_shows_an_archive_refusal_next_to_the_field(
+    signed_in, bundles, upload_dirs, name, make, says
+):
+    page = form_upload(signed_in, name, make(), "bundles")
     assert page.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
-    assert 'id="file-error"' in page.content.decode()
+    error = page.content.decode().split('id="file-error"')[1].split("</p>")[0]
+    assert says in error
+    assert only_event().code == "archive_rejected"
+    upload_dirs.assert_nothing_kept()
+
+
+def test_a_crafted_entry_offset_is_a_refusal_not_a_server_error(api, bundles, upload_dirs):
+    response = api_upload(api, "crafted.zip", make_archives.crafted_offset_zip(), "bundles")
+    assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert response.json()["code"] == "archive_rejected"
+    assert only_event().code == "archive_rejected"
+    upload_dirs.assert_nothing_kept()
+
+
+def test_a_checker_that_fails_unexpectedly_refuses_the_file(
+    api, drawings, monkeypatch, upload_dirs, caplog
+):
+    def broken(content, mime):
+        raise RuntimeError("a bug in the checker")
+
+    monkeypatch.setattr("uploads.markup.inspect_markup", broken)
+    response = api_upload(api, "logo.svg", CLEAN_SVG, "drawings")
+    assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert response.json() == {
+        "code": "active_content",
+        "detail": "An SVG drawing could not be checked by this server; "
+        "this upload does not accept it.",
+    }
+    assert "failed unexpectedly" in caplog.text
     upload_dirs.assert_nothing_kept()
 
 
@@ -135,11 +175,20 @@ def test_a_clean_svg_is_stored_and_downloads_as_an_attachment(api, drawings, upl
     ("name", "content"),
     [("laughs.xml", BILLION_LAUGHS), ("xxe.xml", XXE), ("xxe.svg", XXE.replace(b"<d>", b"<svg>"))],
 )
-def test_entities_and_external_references_are_refused(api, drawings, upload_dirs, name, content):
+def test_entities_and_external_references_are_refused(
+    api, signed_in, drawings, upload_dirs, name, content
+):
     response = api_upload(api, name, content, "drawings")
     assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
     assert response.json()["code"] == "active_content"
+    assert "DTD" in response.json()["detail"]
     assert "root:" not in response.content.decode()  # nothing of /etc/passwd came back
+    page = form_upload(signed_in, name, content, "drawings")
+    assert page.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert "DTD" in page.content.decode().split('id="file-error"')[1]
+    assert "root:" not in page.content.decode()
+    codes = list(UploadEvent.objects.values_list("code", flat=True))
+    assert codes == ["active_content", "active_content"]
     upload_dirs.assert_nothing_kept()
 
 

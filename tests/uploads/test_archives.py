@@ -542,3 +542,7 @@ def test_tarfile_still_calls_the_strict_header_reader():
     with tarfile.open(fileobj=io.BytesIO(data)) as plain:
         assert plain.getnames() == ["a.txt"]
     assert refusal(data, TAR) == UNREADABLE
+
+
+def test_an_entry_offset_past_any_file_position_is_damage():
+    assert "damaged" in refusal(make.crafted_offset_zip())

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
+from datetime import UTC, timedelta
 from http import HTTPStatus
 
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from django.utils import timezone
 
 from tests.uploads.conftest import only_event
-from tests.uploads.ops import api_upload, form_upload, token_client_for
+from tests.uploads.ops import api_upload, form_upload, make_policy, token_client_for
 from uploads import idempotency
+from uploads.idempotency import IdempotentUpload, fingerprint
 from uploads.models import Upload, UploadEvent
 
 pytestmark = pytest.mark.django_db
@@ -50,11 +54,12 @@ def test_the_same_key_with_another_payload_is_a_conflict(api, upload_dirs):
     assert response.json()["code"] == "idempotency_conflict"
     assert Upload.objects.count() == 1
     assert len(upload_dirs.stored_files()) == 1
+    assert upload_dirs.temp_files() == []
+    codes = list(UploadEvent.objects.order_by("id").values_list("code", flat=True))
+    assert codes == ["accepted", "idempotency_conflict"]
 
 
 def test_the_same_key_under_another_policy_is_a_conflict(api, actor, upload_dirs):
-    from tests.uploads.ops import make_policy
-
     make_policy(actor, "notes")
     api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
     response = api_upload(api, "a.txt", b"hello\n", "notes", HTTP_IDEMPOTENCY_KEY=KEY)
@@ -109,6 +114,10 @@ def test_a_retry_while_the_first_still_runs_is_409(api, owner, upload_dirs):
     assert answers["second"].json()["code"] == "idempotency_in_progress"
     assert answers["first"].status_code == HTTPStatus.CREATED
     assert Upload.objects.count() == 1
+    assert len(upload_dirs.stored_files()) == 1
+    assert upload_dirs.temp_files() == []
+    codes = sorted(UploadEvent.objects.values_list("code", flat=True))
+    assert codes == ["accepted", "idempotency_in_progress"]
 
 
 def test_a_refused_upload_lets_the_key_go(api, upload_dirs):
@@ -118,15 +127,18 @@ def test_a_refused_upload_lets_the_key_go(api, upload_dirs):
     assert retried.status_code == HTTPStatus.CREATED
 
 
-def test_keys_live_in_the_shared_cache_and_expire(api, settings, upload_dirs):
+def test_keys_live_in_the_shared_cache_and_expire_after_the_setting(
+    api, owner, settings, upload_dirs
+):
     settings.UPLOAD_IDEMPOTENCY_TTL_SECONDS = 3600
+    before = timezone.now()
     api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
-    from django.core.cache import caches
-
-    assert (
-        "DatabaseCache" in type(caches["default"]).__name__
-        or "Redis" in type(caches["default"]).__name__
-    )
+    key = cache.make_key(IdempotentUpload(owner, KEY.strip('"')).cache_key)
+    with connection.cursor() as cursor:  # the database cache, as configured without REDIS_URL
+        cursor.execute("SELECT expires FROM portcullis_cache WHERE cache_key = %s", [key])
+        (expires,) = cursor.fetchone()
+    expires = expires if timezone.is_aware(expires) else timezone.make_aware(expires, UTC)
+    assert timedelta(seconds=3590) < expires - before < timedelta(seconds=3610)
     cache.clear()  # what expiry does
     again = api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
     assert again.status_code == HTTPStatus.CREATED
@@ -160,3 +172,51 @@ def test_a_double_submitted_form_makes_one_upload(signed_in, upload_dirs):
     assert UploadEvent.objects.count() == 1
     page = signed_in.get(second["Location"]).content.decode()
     assert "Already uploaded a.txt" in page
+
+
+def test_the_form_token_reused_for_another_file_is_a_conflict(signed_in, upload_dirs):
+    fields = [(idempotency.FORM_FIELD, _form_token(signed_in.get("/upload/").content))]
+    assert form_upload(signed_in, "a.txt", b"hello\n", fields=fields).status_code == 302
+    page = form_upload(signed_in, "b.txt", b"another file\n", fields=fields)
+    assert page.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert "already used for a different upload" in page.content.decode()
+    assert Upload.objects.count() == 1
+    assert len(upload_dirs.stored_files()) == 1
+    assert upload_dirs.temp_files() == []
+    assert UploadEvent.objects.filter(code="idempotency_conflict").count() == 1
+
+
+def test_a_form_sent_again_while_the_first_is_checked_says_so(signed_in, owner, upload_dirs):
+    token = _form_token(signed_in.get("/upload/").content)
+    body = b"hello\n"
+    # Another worker holds the claim: the first submit of this form, still being checked.
+    running = IdempotentUpload(owner, token)
+    running.claim(fingerprint("default", [(len(body), hashlib.sha256(body).hexdigest())]))
+    page = form_upload(signed_in, "a.txt", body, fields=[(idempotency.FORM_FIELD, token)])
+    assert page.status_code == HTTPStatus.CONFLICT
+    assert "still being processed" in page.content.decode()
+    assert UploadEvent.objects.get().code == "idempotency_in_progress"
+    upload_dirs.assert_nothing_kept()
+
+
+def test_a_retry_is_replayed_even_when_the_first_upload_filled_the_quota(api, actor, upload_dirs):
+    make_policy(actor, "one-a-day", quota_files=1)
+    first = api_upload(api, "a.txt", b"hello\n", "one-a-day", HTTP_IDEMPOTENCY_KEY=KEY)
+    retry = api_upload(api, "a.txt", b"hello\n", "one-a-day", HTTP_IDEMPOTENCY_KEY=KEY)
+    assert (first.status_code, retry.status_code) == (201, 201)
+    assert retry.json() == first.json()
+    other = api_upload(api, "b.txt", b"new\n", "one-a-day")
+    assert other.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert Upload.objects.count() == 1
+
+
+def test_a_double_submitted_form_at_the_quota_still_says_already_uploaded(
+    signed_in, actor, upload_dirs
+):
+    make_policy(actor, "one-a-day", quota_files=1)
+    fields = [(idempotency.FORM_FIELD, _form_token(signed_in.get("/upload/one-a-day/").content))]
+    form_upload(signed_in, "a.txt", b"hello\n", "one-a-day", fields=fields)
+    second = form_upload(signed_in, "a.txt", b"hello\n", "one-a-day", fields=fields)
+    assert second.status_code == HTTPStatus.FOUND
+    assert "Already uploaded a.txt" in signed_in.get(second["Location"]).content.decode()
+    assert Upload.objects.count() == 1

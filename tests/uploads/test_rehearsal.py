@@ -133,7 +133,11 @@ def test_the_admin_policy_page_shows_the_last_seven_days_of_would_be_refusals(
     )
     client.force_login(editor)
     url = f"/admin/policies/uploadpolicy/{rehearsal.pk}/change/"
-    assert "would_refuse_code=" not in client.get(url).content.decode()  # may not see events
+    counts_only = client.get(url).content.decode()  # a policy editor who may not see events
+    assert "extension_not_allowed" in counts_only.split('class="rehearsal-counts"')[1]
+    assert "would_refuse_code=" not in counts_only
+    assert "rehearsal-latest" not in counts_only
+    assert "photo.png" not in counts_only
     editor.user_permissions.add(Permission.objects.get(codename="view_uploadevent"))
     page = client.get(url).content.decode()
     assert "would_refuse_code=extension_not_allowed" in page  # links to the events
