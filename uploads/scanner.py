@@ -112,17 +112,18 @@ def _connect(timeout: float) -> socket.socket:
 def _instream(content: IO[bytes], limit: int) -> bytes:
     """clamd's raw reply to INSTREAM with `content` (read from position 0)."""
     timeout = settings.CLAMD_TIMEOUT_SECONDS
+    deadline = time.monotonic() + timeout  # for the whole exchange, however slowly clamd reads
     with _connect(timeout) as sock:
         try:
-            _send(sock, content, limit)
+            _send(sock, content, limit, deadline)
         except (BrokenPipeError, ConnectionResetError) as exc:
             # clamd hangs up when the stream passes its StreamMaxLength; its reason is still there
             # to read. Without one, the send's error is the reason.
             hung_up = exc
         else:
-            return _receive(sock, timeout)
+            return _receive(sock, deadline)
         try:
-            reply = _receive(sock, timeout)
+            reply = _receive(sock, max(deadline, time.monotonic() + 1))
         except OSError:
             reply = b""
         if not reply:
@@ -130,28 +131,34 @@ def _instream(content: IO[bytes], limit: int) -> bytes:
         return reply
 
 
-def _send(sock: socket.socket, content: IO[bytes], limit: int) -> None:
+def _send(sock: socket.socket, content: IO[bytes], limit: int, deadline: float) -> None:
     sock.sendall(b"zINSTREAM\0")
     sent = 0
     while chunk := content.read(CHUNK_BYTES):
+        _time_left(sock, deadline)
         sent += len(chunk)
         if sent > limit:  # the file grew after it was measured
             raise ScanTooLarge(
                 f"over CLAMD_STREAM_MAX_BYTES ({limit} bytes) while sending", limit_bytes=limit
             )
         sock.sendall(struct.pack(">I", len(chunk)) + chunk)
+    _time_left(sock, deadline)
     sock.sendall(struct.pack(">I", 0))
 
 
-def _receive(sock: socket.socket, timeout: float) -> bytes:
-    """The reply up to its NUL (or the end of the connection), within `timeout` in all."""
-    deadline = time.monotonic() + timeout
+def _time_left(sock: socket.socket, deadline: float) -> None:
+    """The socket's next wait ends at the deadline; past it, TimeoutError."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    sock.settimeout(remaining)
+
+
+def _receive(sock: socket.socket, deadline: float) -> bytes:
+    """The reply up to its NUL (or the end of the connection), by `deadline`."""
     reply = b""
     while b"\0" not in reply:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        sock.settimeout(remaining)
+        _time_left(sock, deadline)
         data = sock.recv(REPLY_MAX_BYTES + 1 - len(reply))
         if not data:
             break

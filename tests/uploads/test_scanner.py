@@ -211,6 +211,29 @@ def test_a_server_that_never_answers_times_out(settings, size):
     assert 0.9 < elapsed < 2.5
 
 
+def test_a_server_that_reads_slowly_is_given_the_timeout_for_the_whole_scan(settings):
+    """Each read comes in time for the next send, but the whole stream would take minutes: the
+    timeout bounds the scan, not each step."""
+    release = threading.Event()
+    settings.CLAMD_TIMEOUT_SECONDS = 1
+    settings.CLAMD_STREAM_MAX_BYTES = 16 * MiB
+
+    def trickle(conn: socket.socket) -> None:
+        while not release.is_set():
+            conn.recv(4096)
+            release.wait(0.05)
+
+    with fake_clamd(settings, trickle, transport="unix"), temp_file(b"x" * 4 * MiB) as file:
+        started = time.monotonic()
+        try:
+            with pytest.raises(ScannerUnavailable, match=r"no answer within 1 s"):
+                scan(file)
+        finally:
+            release.set()
+        elapsed = time.monotonic() - started
+    assert 0.9 < elapsed < 2.5
+
+
 @pytest.mark.parametrize(
     ("answer", "reason"),
     [
