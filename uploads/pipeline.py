@@ -152,9 +152,12 @@ class UploadAttempt:
             files=self._accepted,
             uploader=self._uploader(),
         )
+        # Stored: the key is never let go now, even if answering fails (a retry then gets 409
+        # until the claim expires, never a second upload).
+        stored, self._retry = self._retry, None
         result = Answer(status=HTTPStatus.CREATED, body=answer(uploads))
-        if self._retry:
-            self._retry.complete(result)
+        if stored:
+            stored.complete(result)
         return result
 
     def _check_quota(self, received: list[ReceivedFile]) -> None:

@@ -220,3 +220,16 @@ def test_a_double_submitted_form_at_the_quota_still_says_already_uploaded(
     assert second.status_code == HTTPStatus.FOUND
     assert "Already uploaded a.txt" in signed_in.get(second["Location"]).content.decode()
     assert Upload.objects.count() == 1
+
+
+def test_a_stored_upload_keeps_its_key_even_if_answering_fails(api, monkeypatch, upload_dirs):
+    def broken_answer(uploads):
+        raise RuntimeError("the serializer broke after the commit")
+
+    monkeypatch.setattr("uploads.api._created_body", broken_answer)
+    api.raise_request_exception = False
+    assert api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY).status_code == 500
+    monkeypatch.undo()
+    retry = api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    assert retry.status_code == HTTPStatus.CONFLICT  # not a second upload
+    assert Upload.objects.count() == 1
