@@ -3,7 +3,9 @@ malware and a required scan that cannot run; the admin sees the last 7 days' wou
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from datetime import timedelta
 from http import HTTPStatus
 
@@ -141,6 +143,12 @@ def test_the_admin_policy_page_shows_the_last_seven_days_of_would_be_refusals(
     editor.user_permissions.add(Permission.objects.get(codename="view_uploadevent"))
     page = client.get(url).content.decode()
     assert "would_refuse_code=extension_not_allowed" in page  # links to the events
+    link = re.search(r'href="([^"]*would_refuse_code=extension_not_allowed[^"]*)"', page)[1]
+    events = client.get(html.unescape(link)).content.decode()  # the last 7 days only
+    assert "photo.png" in events
+    assert "other.png" in events
+    assert "old.png" not in events
+    assert "big.txt" not in events
     counts = page.split('class="rehearsal-counts"')[1].split("</table>")[0]
     assert "<td>2</td>" in counts  # the two recent PNGs, not the 8-day-old one
     assert "file_too_large" in counts
