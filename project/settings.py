@@ -165,6 +165,8 @@ UPLOAD_INSPECT_MEMORY_BYTES = env_int(
 CLAMD_SOCKET = env_str("CLAMD_SOCKET")
 CLAMD_HOST = env_str("CLAMD_HOST")
 CLAMD_PORT = env_int("CLAMD_PORT", 3310, minimum=1)
+if CLAMD_PORT > 65_535:
+    raise ImproperlyConfigured(f"CLAMD_PORT must be a TCP port (1 to 65535); got {CLAMD_PORT}.")
 CLAMD_TIMEOUT_SECONDS = env_int("CLAMD_TIMEOUT_SECONDS", 30, minimum=1)
 CLAMD_STREAM_MAX_BYTES = env_int("CLAMD_STREAM_MAX_BYTES", 25 * 1024 * 1024, minimum=1)
 # How long an Idempotency-Key (and a form's one-time token) is remembered after its upload.

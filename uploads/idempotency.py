@@ -109,6 +109,13 @@ class IdempotentUpload:
         cache.set(self.cache_key, record, timeout=settings.UPLOAD_IDEMPOTENCY_TTL_SECONDS)
         self.claimed = False
 
+    def hold(self) -> None:
+        """Keep the key claimed for as long as an answer would be kept: the upload is stored but
+        its answer was lost, so a retry gets 409, never a second upload."""
+        running = {"state": "running", "fingerprint": self.fingerprint}
+        cache.set(self.cache_key, running, timeout=settings.UPLOAD_IDEMPOTENCY_TTL_SECONDS)
+        self.claimed = False
+
     def release(self) -> None:
         """Let the key go after a refusal or a failure (only if this request claimed it)."""
         if self.claimed:

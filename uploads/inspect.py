@@ -290,6 +290,8 @@ def unchecked_refused(code: str, mime: str) -> Iterator[None]:
         raise
     except sandbox.LimitsExceeded:
         reason = "within the time and memory this server allows"
+    except OSError:  # the server's own trouble (no process to fork, say), not the file's
+        raise
     except Exception:
         logger.exception("the %s check failed unexpectedly; the file is refused", mime)
         reason = "by this server"

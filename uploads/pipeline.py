@@ -35,6 +35,7 @@ from policies.models import UploadAccess, UploadPolicy
 from policies.selectors import latest_seq_for, may_upload
 from project.errors import PortcullisError, UploadRejected, request_parse_error
 from project.net import client_ip
+from uploads import idempotency
 from uploads.idempotency import (
     Answer,
     IdempotentUpload,
@@ -64,9 +65,13 @@ class UploadAttempt:
     """One request's way through the pipeline. Create it before anything reads the body;
     `request` is Django's request (under DRF, `request._request`)."""
 
-    def __init__(self, request: HttpRequest, slug: str) -> None:
+    def __init__(self, request: HttpRequest, slug: str, *, form: bool = False) -> None:
+        """`form`: the upload page's post, whose one-time token comes inside the body."""
         self.request = request
         self.slug = slug
+        # A request that may be a retry is told about the quota only after its key is known, so
+        # an upload that filled the quota is replayed; others are refused before the body.
+        self._quota_first = not form and idempotency.HEADER not in request.META
         self.policy = UploadPolicy.objects.filter(slug=slug).first()
         self.refusal = policy_refusal(self.policy, slug)
         # The version the checks apply, even if an admin edits the policy while the body streams.
@@ -131,6 +136,10 @@ class UploadAttempt:
             return None
         if not may_upload(self.policy, user):
             return UploadRejected("permission_denied", _no_access_detail(self.policy))
+        if self._quota_first:  # already at the limit?
+            refusal = quota_refusal(self.policy, user, incoming_sizes=[0])
+            if refusal and not rehearses(self.policy, refusal.code):
+                return refusal
         self._gate_passed = True
         return None
 
@@ -142,6 +151,7 @@ class UploadAttempt:
         received = self._receive()
         if replay := self._claim_key(received):
             return replay
+        self.facts = received_facts(received[0])
         self._check_quota(received)
         for file in received:
             self.facts = received_facts(file)
@@ -155,7 +165,12 @@ class UploadAttempt:
         # Stored: the key is never let go now, even if answering fails (a retry then gets 409
         # until the claim expires, never a second upload).
         stored, self._retry = self._retry, None
-        result = Answer(status=HTTPStatus.CREATED, body=answer(uploads))
+        try:
+            result = Answer(status=HTTPStatus.CREATED, body=answer(uploads))
+        except BaseException:
+            if stored:
+                stored.hold()
+            raise
         if stored:
             stored.complete(result)
         return result

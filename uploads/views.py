@@ -40,7 +40,7 @@ def upload_page(request: HttpRequest, slug: str = DEFAULT_POLICY) -> HttpRespons
         check_upload_throttles(request)
     except PortcullisError as throttled:
         return _form(request, slug, refusal=throttled)
-    attempt = UploadAttempt(request, slug)
+    attempt = UploadAttempt(request, slug, form=True)
     try:
         with attempt.refusing():  # the CSRF check reads the body, so it can raise a refusal
             response = _store_checked(request, attempt)

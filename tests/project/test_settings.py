@@ -218,3 +218,9 @@ def test_the_test_settings_are_production_settings():
     assert django_settings.DEBUG is False
     assert django_settings.SESSION_COOKIE_SECURE is True
     assert django_settings.BEHIND_PROXY is False
+
+
+def test_a_clamd_port_past_65535_stops_the_app_at_start(tmp_path):
+    result = _manage(tmp_path, "check", **{**_production_env(), "CLAMD_PORT": "70000"})
+    assert result.returncode != 0
+    assert "CLAMD_PORT must be a TCP port" in result.stderr

@@ -153,3 +153,22 @@ def test_parallel_form_uploads_are_throttled_exactly_at_the_limit(owner, setting
 
     assert sorted(_at_once(6, send)) == [302] * 2 + [429] * 4
     assert Upload.objects.count() == 2
+
+
+def test_ipv6_addresses_are_throttled_per_64_network(api, settings, upload_dirs):
+    _rates(settings, user="1000/minute", address="2/minute")
+    same_network = ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:2::abcd"]
+    codes = [
+        api_upload(api, f"{i}.txt", b"hi\n", REMOTE_ADDR=address).status_code
+        for i, address in enumerate(same_network)
+    ]
+    assert codes == [201, 201, 429]
+    other = api_upload(api, "x.txt", b"hi\n", REMOTE_ADDR="2001:db8:1:3::1")
+    assert other.status_code == HTTPStatus.CREATED
+
+
+def test_an_ipv4_mapped_address_counts_as_its_ipv4_address(api, settings, upload_dirs):
+    _rates(settings, user="1000/minute", address="1/minute")
+    assert api_upload(api, "a.txt", b"hi\n", REMOTE_ADDR="192.0.2.7").status_code == 201
+    again = api_upload(api, "b.txt", b"hi\n", REMOTE_ADDR="::ffff:192.0.2.7")
+    assert again.status_code == HTTPStatus.TOO_MANY_REQUESTS

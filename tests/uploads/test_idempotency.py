@@ -233,3 +233,20 @@ def test_a_stored_upload_keeps_its_key_even_if_answering_fails(api, monkeypatch,
     retry = api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
     assert retry.status_code == HTTPStatus.CONFLICT  # not a second upload
     assert Upload.objects.count() == 1
+
+
+def test_after_a_lost_answer_the_key_stays_held_as_long_as_an_answer_would(
+    api, owner, monkeypatch, settings, upload_dirs
+):
+    settings.UPLOAD_IDEMPOTENCY_TTL_SECONDS = 7200
+    monkeypatch.setattr(
+        "uploads.api._created_body", lambda uploads: (_ for _ in ()).throw(RuntimeError("lost"))
+    )
+    api.raise_request_exception = False
+    api_upload(api, "a.txt", b"hello\n", HTTP_IDEMPOTENCY_KEY=KEY)
+    key = cache.make_key(IdempotentUpload(owner, KEY.strip('"')).cache_key)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT expires FROM portcullis_cache WHERE cache_key = %s", [key])
+        (expires,) = cursor.fetchone()
+    expires = expires if timezone.is_aware(expires) else timezone.make_aware(expires, UTC)
+    assert expires - timezone.now() > timedelta(seconds=7000)  # not the 10-minute claim

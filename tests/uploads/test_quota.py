@@ -12,7 +12,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from tests.uploads.http import file_part, multipart
+from tests.uploads.http import CountingStream, file_part, multipart
 from tests.uploads.ops import api_upload, form_upload, make_policy, token_client_for
 from uploads.models import Upload, UploadEvent
 
@@ -178,3 +178,29 @@ def test_parallel_uploads_by_one_user_stop_exactly_at_the_quota(
     assert UploadEvent.objects.filter(code="accepted").count() == 3
     assert len(upload_dirs.stored_files()) == 3
     assert upload_dirs.temp_files() == []
+
+
+def test_an_api_upload_at_the_quota_is_refused_before_its_body_is_read(api, actor, upload_dirs):
+    make_policy(actor, "limited", quota_files=1)
+    api_upload(api, "a.txt", b"hi\n", policy="limited")
+    body, content_type = multipart(file_part("b.txt", b"x" * 100_000))
+    stream = CountingStream(body)
+    response = api.generic(
+        "POST",
+        "/api/v1/uploads/?policy=limited",
+        body,
+        content_type=content_type,
+        **{"wsgi.input": stream},
+    )
+    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert stream.bytes_read < 1000  # refused from the count, not after the upload
+    event = UploadEvent.objects.get(code="quota_exceeded")
+    assert event.filename == ""  # nothing of the body was read
+
+
+def test_a_quota_refusal_after_the_body_records_the_file(signed_in, actor, upload_dirs):
+    make_policy(actor, "limited", quota_files=1)
+    form_upload(signed_in, "a.txt", b"hi\n", policy="limited")
+    form_upload(signed_in, "second.txt", b"hello\n", policy="limited")
+    event = UploadEvent.objects.get(code="quota_exceeded")
+    assert (event.filename, event.size_bytes) == ("second.txt", 6)
