@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
 
 from policies.models import UploadPolicy
 from policies.selectors import policies_usable_by
+from project.schema import errors
 
 
 class UploadPolicyLimitsSerializer(serializers.ModelSerializer):
@@ -28,6 +30,7 @@ class UploadPolicyLimitsSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema(responses={200: UploadPolicyLimitsSerializer(many=True), **errors()})
 class UploadPolicyList(generics.ListAPIView):
     """GET: the limits and allowed types of the policies the caller may upload under."""
 

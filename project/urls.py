@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from policies.api import UploadPolicyList
 from policies.report_views import csp_report
@@ -16,6 +17,8 @@ api_v1 = [
     path("uploads/<uuid:pk>/", UploadDetail.as_view(), name="api-upload"),
     path("uploads/<uuid:pk>/download/", UploadDownload.as_view(), name="api-upload-download"),
     path("upload-policies/", UploadPolicyList.as_view(), name="api-upload-policies"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 urlpatterns = [

@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import generics, serializers
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from project.schema import errors
 from uploads import services
 from uploads.models import Upload
 from uploads.pipeline import UploadAttempt, uploader_of
@@ -32,6 +41,57 @@ class UploadSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+UPLOAD_ERRORS = (
+    "file_required",
+    "empty_file",
+    "too_many_files",
+    "file_too_large",
+    "request_too_large",
+    "filename_invalid",
+    "extension_not_allowed",
+    "type_not_allowed",
+    "type_mismatch",
+    "image_invalid",
+    "image_too_large",
+    "active_content",
+    "archive_rejected",
+    "malware_detected",
+    "scanner_unavailable",
+    "quota_exceeded",
+    "throttled",
+    "policy_not_found",
+    "policy_disabled",
+    "permission_denied",
+    "idempotency_conflict",
+    "idempotency_in_progress",
+    "parse_error",
+    "bad_request",
+)
+
+
+@extend_schema_view(
+    get=extend_schema(responses={200: UploadSerializer(many=True), **errors()}),
+    post=extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "policy", str, description="The upload policy's slug.", default=DEFAULT_POLICY
+            ),
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Makes retries safe: the same key and file replay the first answer "
+                "(IETF httpapi idempotency-key draft); 1 to 255 printable ASCII characters.",
+            ),
+        ],
+        request={
+            "multipart/form-data": inline_serializer(
+                name="UploadRequest", fields={"file": serializers.FileField()}
+            )
+        },
+        responses={201: UploadSerializer, **errors(*UPLOAD_ERRORS)},
+    ),
+)
 class UploadListCreate(generics.ListAPIView):
     """GET: the caller's uploads. POST ?policy=<slug>: upload the multipart field `file`.
 
@@ -46,7 +106,8 @@ class UploadListCreate(generics.ListAPIView):
         return uploads_visible_to(self.request.user)
 
     def initialize_request(self, request, *args, **kwargs) -> Request:
-        if request.method == "POST":
+        # swagger_fake_view: drf-spectacular describing the view, not a client uploading.
+        if request.method == "POST" and not getattr(self, "swagger_fake_view", False):
             self.attempt = UploadAttempt(request, request.GET.get("policy", DEFAULT_POLICY))
         return super().initialize_request(request, *args, **kwargs)
 
@@ -83,6 +144,10 @@ def _created_body(uploads: list[Upload]) -> Any:
     return data[0] if len(data) == 1 else data
 
 
+@extend_schema_view(
+    get=extend_schema(responses={200: UploadSerializer, **errors("not_found")}),
+    delete=extend_schema(responses={204: None, **errors("not_found", "permission_denied")}),
+)
 class UploadDetail(generics.RetrieveDestroyAPIView):
     """GET: one upload's details. DELETE: remove it (its owner, or holders of delete_upload)."""
 
@@ -107,6 +172,14 @@ class AnyAccept(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+@extend_schema(
+    responses={
+        (200, "application/octet-stream"): OpenApiResponse(
+            OpenApiTypes.BINARY, description="The stored file, as an attachment."
+        ),
+        **errors("not_found"),
+    }
+)
 class UploadDownload(generics.GenericAPIView):
     """GET: the stored file, streamed as an attachment."""
 

@@ -1,0 +1,37 @@
+"""What the OpenAPI description says about every endpoint: the error body, and which error
+statuses an endpoint answers (drf-spectacular reads these through `extend_schema`)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+from project.errors import ERROR_STATUS
+
+ErrorSerializer = inline_serializer(
+    name="Error",
+    fields={
+        "code": serializers.ChoiceField(choices=sorted(ERROR_STATUS)),
+        "detail": serializers.CharField(help_text="A sentence for people."),
+        "fields": serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()),
+            required=False,
+            help_text="Per-field messages (validation_error).",
+        ),
+        "retry_after": serializers.IntegerField(
+            required=False, help_text="Seconds to wait (quota_exceeded, throttled)."
+        ),
+    },
+)
+
+
+def errors(*codes: str) -> dict[int, OpenApiResponse]:
+    """The error responses of an endpoint, by status, each naming the codes it can carry; every
+    authenticated endpoint also answers 401."""
+    by_status: dict[int, list[str]] = {}
+    for code in ("not_authenticated", "authentication_failed", *codes):
+        by_status.setdefault(int(ERROR_STATUS[code]), []).append(code)
+    return {
+        status: OpenApiResponse(ErrorSerializer, description="Codes: " + ", ".join(names) + ".")
+        for status, names in sorted(by_status.items())
+    }
