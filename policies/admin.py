@@ -135,15 +135,7 @@ def history_url(site: admin.AdminSite, entry: AuditEntry) -> str:
 
 def may_roll_back(site: admin.AdminSite, request: HttpRequest, entry: AuditEntry) -> bool:
     """Change permission, plus add when the rollback re-creates, delete when it deletes."""
-    kind = KINDS[entry.object_type]
-    model_admin = site.get_model_admin(kind.model)
-    if not model_admin.has_change_permission(request):
-        return False
-    if entry.before is None:
-        return model_admin.has_delete_permission(request)
-    if not kind.model.objects.filter(pk=entry.object_id).exists():
-        return model_admin.has_add_permission(request)
-    return True
+    return selectors.may_roll_back(request.user, entry)
 
 
 def rollback_effect(entry: AuditEntry) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from policies.models import AuditEntry, UploadAccess, UploadPolicy
+from policies.services import KINDS
 
 
 def audit_entries_for(*, object_type: str, object_id: str) -> QuerySet[AuditEntry]:
@@ -44,3 +45,17 @@ def may_upload(policy: UploadPolicy, user) -> bool:
 def policies_usable_by(user) -> list[UploadPolicy]:
     """The enabled policies `user` may upload under."""
     return [p for p in UploadPolicy.objects.filter(enabled=True) if may_upload(p, user)]
+
+
+def may_roll_back(user, entry: AuditEntry) -> bool:
+    """Change permission on the object's model, plus add when the rollback re-creates it and
+    delete when it deletes it (the admin and the API ask the same)."""
+    opts = KINDS[entry.object_type].model._meta
+    perm = f"{opts.app_label}.%s_{opts.model_name}"
+    if not user.has_perm(perm % "change"):
+        return False
+    if entry.before is None:
+        return user.has_perm(perm % "delete")
+    if not KINDS[entry.object_type].model.objects.filter(pk=entry.object_id).exists():
+        return user.has_perm(perm % "add")
+    return True

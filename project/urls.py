@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from policies.api import UploadPolicyList
+from policies.audit_api import AuditEntryDetail, AuditEntryList, AuditEntryRollback, AuditVerify
 from policies.report_views import csp_report
 from project import views
 from project.api_root import api_root
@@ -17,6 +18,10 @@ api_v1 = [
     path("uploads/<uuid:pk>/", UploadDetail.as_view(), name="api-upload"),
     path("uploads/<uuid:pk>/download/", UploadDownload.as_view(), name="api-upload-download"),
     path("upload-policies/", UploadPolicyList.as_view(), name="api-upload-policies"),
+    path("audit/", AuditEntryList.as_view(), name="api-audit"),
+    path("audit/verify/", AuditVerify.as_view(), name="api-audit-verify"),
+    path("audit/<int:seq>/", AuditEntryDetail.as_view(), name="api-audit-entry"),
+    path("audit/<int:seq>/rollback/", AuditEntryRollback.as_view(), name="api-audit-rollback"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
