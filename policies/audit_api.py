@@ -9,11 +9,10 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from django.shortcuts import get_object_or_404
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, permissions, serializers
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,7 +20,7 @@ from rest_framework.views import APIView
 from policies import audit, services
 from policies.models import AuditAction, AuditEntry
 from policies.selectors import may_roll_back
-from project.schema import errors
+from project.schema import errors, moment_param
 
 
 class MayViewAuditLog(permissions.BasePermission):
@@ -91,20 +90,8 @@ class AuditEntryList(generics.ListAPIView):
                 entries = entries.filter(**{field: value})
         for name, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
             if raw := params.get(name):
-                entries = entries.filter(**{lookup: _moment(name, raw)})
+                entries = entries.filter(**{lookup: moment_param(name, raw)})
         return entries
-
-
-def _moment(name: str, raw: str):
-    try:
-        moment = parse_datetime(raw)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise ValidationError(
-            {name: ["A date and time with its offset, e.g. 2026-12-01T09:00:00Z."]}
-        )
-    return moment
 
 
 @extend_schema(

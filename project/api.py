@@ -1,4 +1,5 @@
-"""The one place that turns an error into the API's `{"code", "detail", ...}` body."""
+"""The one place that turns an error into the API's `{"code", "detail", ...}` body; and the
+permission check the report endpoints share."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions
+from rest_framework import exceptions, permissions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -90,3 +91,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     set_rollback()
     return _response_for(api_exc)
+
+
+def holding(perm: str) -> type[permissions.BasePermission]:
+    """A permission class: signed in and holding `perm` ("app.codename")."""
+
+    class Holds(permissions.BasePermission):
+        def has_permission(self, request, view) -> bool:
+            return bool(request.user and request.user.has_perm(perm))
+
+    Holds.__name__ = f"Holds_{perm.replace('.', '_')}"
+    return Holds

@@ -1,10 +1,15 @@
-"""What the OpenAPI description says about every endpoint: the error body, and which error
-statuses an endpoint answers (drf-spectacular reads these through `extend_schema`)."""
+"""What the OpenAPI description says about every endpoint (the error body, and which error
+statuses an endpoint answers: drf-spectacular reads these through `extend_schema`), and the
+query parameters several endpoints read the same way."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 
 from project.errors import ERROR_STATUS
 
@@ -35,3 +40,16 @@ def errors(*codes: str) -> dict[int, OpenApiResponse]:
         status: OpenApiResponse(ErrorSerializer, description="Codes: " + ", ".join(names) + ".")
         for status, names in sorted(by_status.items())
     }
+
+
+def moment_param(name: str, raw: str) -> datetime:
+    """A date-and-time query parameter, with its offset; else a validation_error naming it."""
+    try:
+        moment = parse_datetime(raw)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValidationError(
+            {name: ["A date and time with its offset, e.g. 2026-12-01T09:00:00Z."]}
+        )
+    return moment

@@ -8,9 +8,16 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from policies.api import UploadPolicyList
 from policies.audit_api import AuditEntryDetail, AuditEntryList, AuditEntryRollback, AuditVerify
 from policies.report_views import csp_report
+from policies.reports_api import CspReportList, HeaderPreview
 from project import views
 from project.api_root import api_root
-from uploads.api import UploadDetail, UploadDownload, UploadListCreate
+from uploads.api import (
+    UploadDetail,
+    UploadDownload,
+    UploadEventList,
+    UploadEventSummary,
+    UploadListCreate,
+)
 
 api_v1 = [
     path("", api_root, name="api-root"),
@@ -22,6 +29,10 @@ api_v1 = [
     path("audit/verify/", AuditVerify.as_view(), name="api-audit-verify"),
     path("audit/<int:seq>/", AuditEntryDetail.as_view(), name="api-audit-entry"),
     path("audit/<int:seq>/rollback/", AuditEntryRollback.as_view(), name="api-audit-rollback"),
+    path("upload-events/", UploadEventList.as_view(), name="api-upload-events"),
+    path("upload-events/summary/", UploadEventSummary.as_view(), name="api-upload-events-summary"),
+    path("csp-reports/", CspReportList.as_view(), name="api-csp-reports"),
+    path("headers/preview/", HeaderPreview.as_view(), name="api-headers-preview"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -13,15 +14,17 @@ from drf_spectacular.utils import (
     extend_schema_view,
     inline_serializer,
 )
-from rest_framework import generics, serializers
-from rest_framework.exceptions import PermissionDenied
+from rest_framework import generics, permissions, serializers
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from project.schema import errors
+from project.api import holding
+from project.schema import errors, moment_param
 from uploads import services
-from uploads.models import Upload
+from uploads.models import Upload, UploadEvent
 from uploads.pipeline import UploadAttempt, uploader_of
 from uploads.selectors import may_delete, uploads_visible_to
 from uploads.serving import download_response
@@ -190,3 +193,97 @@ class UploadDownload(generics.GenericAPIView):
 
     def get(self, request: Request, pk: str):
         return download_response(get_object_or_404(self.get_queryset(), pk=pk))
+
+
+class UploadEventSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    policy = serializers.CharField(source="policy_slug")
+
+    class Meta:
+        model = UploadEvent
+        fields = [
+            "id",
+            "created_at",
+            "policy",
+            "code",
+            "would_refuse_code",
+            "user",
+            "filename",
+            "size_bytes",
+            "content_type",
+            "sha256",
+            "scan",
+            "scan_signature",
+            "client_ip",
+            "request_id",
+        ]
+        read_only_fields = fields
+
+
+EVENT_FILTERS = [
+    OpenApiParameter("policy", str, description="The policy's slug."),
+    OpenApiParameter("code", str, description="accepted, or a refusal's code."),
+    OpenApiParameter("user", str, description="The uploader's username."),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="Events at or after."),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="Events before."),
+]
+
+
+def _events(request: Request, *, require_since: bool = False):
+    """The upload events the query parameters ask for."""
+    params = request.query_params
+    events = UploadEvent.objects.all()
+    for name, field in (("policy", "policy_slug"), ("code", "code"), ("user", "user__username")):
+        if value := params.get(name):
+            events = events.filter(**{field: value})
+    if require_since and not params.get("since"):
+        raise ValidationError({"since": ["Say since when, e.g. 2026-12-01T00:00:00Z."]})
+    for name, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
+        if raw := params.get(name):
+            events = events.filter(**{lookup: moment_param(name, raw)})
+    return events
+
+
+@extend_schema(
+    parameters=EVENT_FILTERS,
+    responses={200: UploadEventSerializer(many=True), **errors("permission_denied")},
+)
+class UploadEventList(generics.ListAPIView):
+    """GET: upload decisions, accepted and refused, newest first."""
+
+    serializer_class = UploadEventSerializer
+    permission_classes = [permissions.IsAuthenticated, holding("uploads.view_uploadevent")]
+
+    def get_queryset(self):
+        return _events(self.request).select_related("user").order_by("-created_at", "-id")
+
+
+@extend_schema(
+    parameters=[p for p in EVENT_FILTERS if p.name != "since"]
+    + [OpenApiParameter("since", OpenApiTypes.DATETIME, required=True)],
+    responses={
+        200: inline_serializer(
+            name="UploadEventSummary",
+            fields={
+                "total": serializers.IntegerField(),
+                "by_code": serializers.DictField(child=serializers.IntegerField()),
+                "by_policy": serializers.DictField(child=serializers.IntegerField()),
+            },
+        ),
+        **errors("permission_denied", "validation_error"),
+    },
+)
+class UploadEventSummary(APIView):
+    """GET ?since=...: how many decisions, per code and per policy."""
+
+    permission_classes = [permissions.IsAuthenticated, holding("uploads.view_uploadevent")]
+
+    def get(self, request: Request) -> Response:
+        events = _events(request, require_since=True)
+        by_code = dict(events.values_list("code").annotate(n=Count("id")).order_by("code"))
+        by_policy = dict(
+            events.values_list("policy_slug").annotate(n=Count("id")).order_by("policy_slug")
+        )
+        return Response(
+            {"total": sum(by_code.values()), "by_code": by_code, "by_policy": by_policy}
+        )
