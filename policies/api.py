@@ -1,13 +1,10 @@
-"""The policies API. For now: what an uploading client needs to know about its policies."""
+"""What an uploading client is shown of the policies it may use (policies.crud_api serves them)."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import generics, serializers
+from rest_framework import serializers
 
 from policies.models import UploadPolicy
-from policies.selectors import policies_usable_by
-from project.schema import errors
 
 
 class UploadPolicyLimitsSerializer(serializers.ModelSerializer):
@@ -28,14 +25,3 @@ class UploadPolicyLimitsSerializer(serializers.ModelSerializer):
             "image_reencode",
         ]
         read_only_fields = fields
-
-
-@extend_schema(responses={200: UploadPolicyLimitsSerializer(many=True), **errors()})
-class UploadPolicyList(generics.ListAPIView):
-    """GET: the limits and allowed types of the policies the caller may upload under."""
-
-    serializer_class = UploadPolicyLimitsSerializer
-    pagination_class = None
-
-    def get_queryset(self):
-        return policies_usable_by(self.request.user)

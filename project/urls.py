@@ -5,8 +5,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from policies.api import UploadPolicyList
 from policies.audit_api import AuditEntryDetail, AuditEntryList, AuditEntryRollback, AuditVerify
+from policies.crud_api import HeaderRuleDetail, HeaderRuleList, UploadPolicyDetail, UploadPolicyList
 from policies.report_views import csp_report
 from policies.reports_api import CspReportList, HeaderPreview
 from project import views
@@ -25,6 +25,9 @@ api_v1 = [
     path("uploads/<uuid:pk>/", UploadDetail.as_view(), name="api-upload"),
     path("uploads/<uuid:pk>/download/", UploadDownload.as_view(), name="api-upload-download"),
     path("upload-policies/", UploadPolicyList.as_view(), name="api-upload-policies"),
+    path("upload-policies/<int:pk>/", UploadPolicyDetail.as_view(), name="api-upload-policy"),
+    path("header-rules/", HeaderRuleList.as_view(), name="api-header-rules"),
+    path("header-rules/<int:pk>/", HeaderRuleDetail.as_view(), name="api-header-rule"),
     path("audit/", AuditEntryList.as_view(), name="api-audit"),
     path("audit/verify/", AuditVerify.as_view(), name="api-audit-verify"),
     path("audit/<int:seq>/", AuditEntryDetail.as_view(), name="api-audit-entry"),
