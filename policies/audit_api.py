@@ -21,6 +21,7 @@ from policies import audit, services
 from policies.models import AuditAction, AuditEntry
 from policies.selectors import may_roll_back
 from project.schema import errors, moment_param
+from uploads.throttles import PolicyWriteThrottle, ReportThrottle
 
 
 class MayViewAuditLog(permissions.BasePermission):
@@ -81,6 +82,7 @@ class AuditEntryList(generics.ListAPIView):
 
     serializer_class = AuditEntrySerializer
     permission_classes = [permissions.IsAuthenticated, MayViewAuditLog]
+    throttle_classes = [ReportThrottle]
 
     def get_queryset(self):
         entries = AuditEntry.objects.order_by("-seq")
@@ -102,6 +104,7 @@ class AuditEntryDetail(generics.RetrieveAPIView):
 
     serializer_class = AuditEntryDetailSerializer
     permission_classes = [permissions.IsAuthenticated, MayViewAuditLog]
+    throttle_classes = [ReportThrottle]
     queryset = AuditEntry.objects.all()
     lookup_field = "seq"
 
@@ -125,6 +128,7 @@ class AuditEntryRollback(APIView):
     Only an object's latest change can be rolled back (else 409 `rollback_conflict`)."""
 
     permission_classes = [permissions.IsAuthenticated, MayViewAuditLog]
+    throttle_classes = [PolicyWriteThrottle]
 
     def post(self, request: Request, seq: int) -> Response:
         entry = get_object_or_404(AuditEntry, seq=seq)
@@ -159,6 +163,7 @@ class AuditVerify(APIView):
     """GET: walk the hash chain (as `manage.py audit_verify` does) and say where it breaks."""
 
     permission_classes = [permissions.IsAuthenticated, MayViewAuditLog]
+    throttle_classes = [ReportThrottle]
 
     def get(self, request: Request) -> Response:
         result = audit.verify()

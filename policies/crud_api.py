@@ -29,6 +29,7 @@ from policies.api import UploadPolicyLimitsSerializer
 from policies.models import HeaderRule, UploadPolicy
 from policies.selectors import policies_usable_by
 from project.schema import errors
+from uploads.throttles import PolicyWriteThrottle
 
 WHY_FIELDS = ("reason", "rollback_note")
 READ_ONLY = ("id", "version", "created_at", "updated_at")
@@ -79,6 +80,8 @@ class VersionedWriteMeta(WriteMeta):
 
 class AuditedObjects(GenericAPIView):
     """Shared by both kinds: the services to call, the body's meta fields, the version."""
+
+    throttle_classes = [PolicyWriteThrottle]
 
     service_create: Any
     service_update: Any

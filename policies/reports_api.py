@@ -19,6 +19,7 @@ from policies.headers import preview
 from policies.models import CspReport
 from project.api import holding
 from project.schema import errors
+from uploads.throttles import ReportThrottle
 
 TRUE = ("1", "true", "yes", "on")
 
@@ -48,6 +49,7 @@ class HeaderPreview(APIView):
     """GET: every header a response on `path` gets, and which rule set each."""
 
     permission_classes = [permissions.IsAuthenticated, holding("policies.view_headerrule")]
+    throttle_classes = [ReportThrottle]
 
     def get(self, request: Request) -> Response:
         params = request.query_params
@@ -94,6 +96,7 @@ class CspReportList(generics.ListAPIView):
 
     serializer_class = CspReportSerializer
     permission_classes = [permissions.IsAuthenticated, holding("policies.view_cspreport")]
+    throttle_classes = [ReportThrottle]
     queryset = CspReport.objects.order_by("-last_seen", "pk")
 
 
@@ -118,6 +121,7 @@ class PoliciesExport(APIView):
         holding("policies.view_uploadpolicy"),
         holding("policies.view_headerrule"),
     ]
+    throttle_classes = [ReportThrottle]
 
     def get(self, request: Request) -> Response:
         return Response(export_document())

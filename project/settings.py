@@ -248,11 +248,14 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "project.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Upload requests per signed-in user and per client address (uploads.throttles), for the API
-    # and the form alike: "<count>/<second|minute|hour|day>".
+    # Requests per scope (uploads.throttles): uploads per signed-in user and per client address
+    # (the API and the form alike), policy and rule writes per user, report reads per user.
+    # "<count>/<second|minute|hour|day>".
     "DEFAULT_THROTTLE_RATES": {
         "uploads": env_rate("UPLOAD_THROTTLE_USER_RATE", "60/minute"),
         "uploads_address": env_rate("UPLOAD_THROTTLE_ADDRESS_RATE", "120/minute"),
+        "policy_writes": env_rate("API_THROTTLE_POLICY_WRITES_RATE", "60/minute"),
+        "reports": env_rate("API_THROTTLE_REPORTS_RATE", "240/minute"),
     },
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,

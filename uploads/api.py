@@ -28,7 +28,7 @@ from uploads.models import Upload, UploadEvent
 from uploads.pipeline import UploadAttempt, uploader_of
 from uploads.selectors import may_delete, uploads_visible_to
 from uploads.serving import download_response
-from uploads.throttles import UploadAddressThrottle, UploadUserThrottle
+from uploads.throttles import ReportThrottle, UploadAddressThrottle, UploadUserThrottle
 
 DEFAULT_POLICY = "default"
 
@@ -253,6 +253,7 @@ class UploadEventList(generics.ListAPIView):
 
     serializer_class = UploadEventSerializer
     permission_classes = [permissions.IsAuthenticated, holding("uploads.view_uploadevent")]
+    throttle_classes = [ReportThrottle]
 
     def get_queryset(self):
         return _events(self.request).select_related("user").order_by("-created_at", "-id")
@@ -277,6 +278,7 @@ class UploadEventSummary(APIView):
     """GET ?since=...: how many decisions, per code and per policy."""
 
     permission_classes = [permissions.IsAuthenticated, holding("uploads.view_uploadevent")]
+    throttle_classes = [ReportThrottle]
 
     def get(self, request: Request) -> Response:
         events = _events(request, require_since=True)

@@ -157,17 +157,37 @@ class _WindowRateThrottle(SimpleRateThrottle):
         return self._wait
 
 
-class UploadUserThrottle(_WindowRateThrottle):
-    """Uploads per signed-in user (scope "uploads"); anonymous requests pass, the per-address
-    throttle counts them."""
-
-    scope = "uploads"
+class UserThrottle(_WindowRateThrottle):
+    """Requests per signed-in user in the subclass's scope; anonymous requests pass."""
 
     def get_ident_for(self, request: HttpRequest) -> str | None:
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return None
         return str(user.pk)
+
+
+class UploadUserThrottle(UserThrottle):
+    """Uploads per signed-in user (scope "uploads"); the per-address throttle counts the rest."""
+
+    scope = "uploads"
+
+
+class PolicyWriteThrottle(UserThrottle):
+    """Writes to policies and rules, rollbacks included, per user (scope "policy_writes")."""
+
+    scope = "policy_writes"
+
+    def allow_request(self, request: HttpRequest, view: Any) -> bool:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return True
+        return super().allow_request(request, view)
+
+
+class ReportThrottle(UserThrottle):
+    """Reads of the audit log, events, reports and the preview, per user (scope "reports")."""
+
+    scope = "reports"
 
 
 class UploadAddressThrottle(_WindowRateThrottle):
