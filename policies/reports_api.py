@@ -13,7 +13,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from policies.exchange import export_document
 from policies.forms import HeaderPreviewForm
 from policies.headers import preview
 from policies.models import CspReport
@@ -98,30 +97,3 @@ class CspReportList(generics.ListAPIView):
     permission_classes = [permissions.IsAuthenticated, holding("policies.view_cspreport")]
     throttle_classes = [ReportThrottle]
     queryset = CspReport.objects.order_by("-last_seen", "pk")
-
-
-@extend_schema(
-    responses={
-        200: inline_serializer(
-            name="PoliciesExport",
-            fields={
-                "format": serializers.IntegerField(),
-                "upload_policies": serializers.DictField(child=serializers.DictField()),
-                "header_rules": serializers.DictField(child=serializers.DictField()),
-            },
-        ),
-        **errors("permission_denied"),
-    }
-)
-class PoliciesExport(APIView):
-    """GET: every upload policy and header rule, as `manage.py policies_export` writes them."""
-
-    permission_classes = [
-        permissions.IsAuthenticated,
-        holding("policies.view_uploadpolicy"),
-        holding("policies.view_headerrule"),
-    ]
-    throttle_classes = [ReportThrottle]
-
-    def get(self, request: Request) -> Response:
-        return Response(export_document())

@@ -285,7 +285,16 @@ def _update(
     return obj
 
 
-def _delete(kind: Kind, *, pk: Any, version: int, actor: Actor, reason: str, rollback_note: str):
+def _delete(
+    kind: Kind,
+    *,
+    pk: Any,
+    version: int,
+    actor: Actor,
+    reason: str,
+    rollback_note: str,
+    action: str = AuditAction.DELETE,
+):
     _require_why(reason, rollback_note)
     with transaction.atomic():
         audit.lock()
@@ -295,7 +304,7 @@ def _delete(kind: Kind, *, pk: Any, version: int, actor: Actor, reason: str, rol
         _remove(kind, obj)
         _record(
             kind,
-            action=AuditAction.DELETE,
+            action=action,
             pk=pk,
             key=key,
             before=before,
@@ -342,7 +351,13 @@ def policy_update(
 
 
 def policy_delete(
-    *, policy: UploadPolicy, version: int, actor: Actor, reason: str, rollback_note: str
+    *,
+    policy: UploadPolicy,
+    version: int,
+    actor: Actor,
+    reason: str,
+    rollback_note: str,
+    action: str = AuditAction.DELETE,
 ) -> None:
     _delete(
         POLICY,
@@ -351,6 +366,7 @@ def policy_delete(
         actor=actor,
         reason=reason,
         rollback_note=rollback_note,
+        action=action,
     )
 
 
@@ -390,10 +406,22 @@ def rule_update(
 
 
 def rule_delete(
-    *, rule: HeaderRule, version: int, actor: Actor, reason: str, rollback_note: str
+    *,
+    rule: HeaderRule,
+    version: int,
+    actor: Actor,
+    reason: str,
+    rollback_note: str,
+    action: str = AuditAction.DELETE,
 ) -> None:
     _delete(
-        RULE, pk=rule.pk, version=version, actor=actor, reason=reason, rollback_note=rollback_note
+        RULE,
+        pk=rule.pk,
+        version=version,
+        actor=actor,
+        reason=reason,
+        rollback_note=rollback_note,
+        action=action,
     )
 
 

@@ -7,8 +7,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from policies.audit_api import AuditEntryDetail, AuditEntryList, AuditEntryRollback, AuditVerify
 from policies.crud_api import HeaderRuleDetail, HeaderRuleList, UploadPolicyDetail, UploadPolicyList
+from policies.exchange_api import PoliciesExport, PoliciesImport
 from policies.report_views import csp_report
-from policies.reports_api import CspReportList, HeaderPreview, PoliciesExport
+from policies.reports_api import CspReportList, HeaderPreview
 from project import views
 from project.api_root import api_root
 from uploads.api import (
@@ -37,6 +38,7 @@ api_v1 = [
     path("csp-reports/", CspReportList.as_view(), name="api-csp-reports"),
     path("headers/preview/", HeaderPreview.as_view(), name="api-headers-preview"),
     path("policies/export/", PoliciesExport.as_view(), name="api-policies-export"),
+    path("policies/import/", PoliciesImport.as_view(), name="api-policies-import"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]

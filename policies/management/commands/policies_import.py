@@ -1,0 +1,48 @@
+"""Apply a policies_export file: print the difference, then make it through the services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from policies.exchange import ImportRefused, apply, parse_document, plan
+from policies.services import Actor
+
+
+class Command(BaseCommand):
+    help = (
+        "Make the upload policies and header rules what FILE (from policies_export) says: "
+        "each change one `import` audit entry, all or nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file")
+        parser.add_argument("--reason", required=True, help="why (in the audit log)")
+        parser.add_argument("--rollback-note", required=True, help="how to undo it")
+        parser.add_argument("--dry-run", action="store_true", help="print the changes only")
+
+    def handle(self, *args, **options):
+        try:
+            text = Path(options["file"]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"{options['file']}: {exc}") from None
+        try:
+            changes = plan(parse_document(text))
+            for change in changes:
+                self.stdout.write(change.describe())
+            if not changes:
+                self.stdout.write("Nothing to change.")
+                return
+            if options["dry_run"]:
+                self.stdout.write(f"Dry run: {len(changes)} change(s) not made.")
+                return
+            apply(
+                changes,
+                actor=Actor.system(),
+                reason=options["reason"],
+                rollback_note=options["rollback_note"],
+            )
+        except ImportRefused as refused:
+            raise CommandError(f"{options['file']}: {refused}; nothing was changed.") from None
+        self.stdout.write(f"Imported: {len(changes)} change(s), each an audit entry.")
