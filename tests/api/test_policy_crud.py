@@ -169,3 +169,20 @@ def test_an_editor_changes_a_rule_and_it_is_audited(editor_api):
     assert response.status_code == HTTPStatus.OK, response.json()
     assert HeaderRule.objects.get(pk=rule.pk).referrer_policy == "no-referrer"
     assert AuditEntry.objects.order_by("-seq").first().object_repr == "site-wide"
+
+
+def test_a_policy_with_stored_files_cannot_be_deleted(
+    editor_api, owner, default_policy, upload_dirs
+):
+    from tests.uploads.ops import api_upload
+
+    assert api_upload(token_client_for(owner), "a.txt", b"hi\n").status_code == 201
+    before = entries()
+    response = editor_api.delete(
+        f"/api/v1/upload-policies/{default_policy.pk}/?reason=x&rollback_note=y",
+        HTTP_IF_MATCH=f'"{default_policy.version}"',
+    )
+    assert response.status_code == HTTPStatus.CONFLICT
+    assert response.json()["code"] == "policy_in_use"
+    assert UploadPolicy.objects.filter(pk=default_policy.pk).exists()
+    assert entries() == before
