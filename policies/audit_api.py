@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from policies import audit, services
 from policies.models import AuditAction, AuditEntry
 from policies.selectors import may_roll_back
-from project.schema import errors, moment_param
+from project.schema import errors, within_dates
 from uploads.throttles import PolicyWriteThrottle, ReportThrottle
 
 
@@ -90,10 +90,7 @@ class AuditEntryList(generics.ListAPIView):
         for field in ("object_type", "object_id", "actor", "action"):
             if value := params.get(field):
                 entries = entries.filter(**{field: value})
-        for name, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
-            if raw := params.get(name):
-                entries = entries.filter(**{lookup: moment_param(name, raw)})
-        return entries
+        return within_dates(entries, params)
 
 
 @extend_schema(

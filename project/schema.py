@@ -4,8 +4,10 @@ query parameters several endpoints read the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
+from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
@@ -40,6 +42,15 @@ def errors(*codes: str) -> dict[int, OpenApiResponse]:
         status: OpenApiResponse(ErrorSerializer, description="Codes: " + ", ".join(names) + ".")
         for status, names in sorted(by_status.items())
     }
+
+
+def within_dates(queryset: QuerySet, params: Mapping[str, str]) -> QuerySet:
+    """`queryset` narrowed by the `since` (at or after) and `until` (before) parameters, read
+    against its `created_at`."""
+    for name, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
+        if raw := params.get(name):
+            queryset = queryset.filter(**{lookup: moment_param(name, raw)})
+    return queryset
 
 
 def moment_param(name: str, raw: str) -> datetime:

@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from project.api import holding
-from project.schema import errors, moment_param
+from project.schema import errors, within_dates
 from uploads import services
 from uploads.models import Upload, UploadEvent
 from uploads.pipeline import UploadAttempt, uploader_of
@@ -238,10 +238,7 @@ def _events(request: Request, *, require_since: bool = False):
             events = events.filter(**{field: value})
     if require_since and not params.get("since"):
         raise ValidationError({"since": ["Say since when, e.g. 2026-12-01T00:00:00Z."]})
-    for name, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
-        if raw := params.get(name):
-            events = events.filter(**{lookup: moment_param(name, raw)})
-    return events
+    return within_dates(events, params)
 
 
 @extend_schema(

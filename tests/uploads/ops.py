@@ -3,8 +3,11 @@ policies made through the services (so they are audited like an admin's)."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
+from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -58,3 +61,23 @@ def change_policy(actor: Actor, policy: UploadPolicy, **changes: Any) -> UploadP
         reason="test",
         rollback_note="change it back",
     )
+
+
+def at_once(count: int, send: Callable[[int], int]) -> list[int]:
+    """`send(index)` from `count` threads released together, each on its own database
+    connection; what each returned (a status code)."""
+    barrier, statuses = threading.Barrier(count), []
+
+    def one(index: int) -> None:
+        try:
+            barrier.wait()
+            statuses.append(send(index))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses

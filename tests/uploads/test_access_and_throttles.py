@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import threading
 from http import HTTPStatus
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection
 from django.test import Client
 
 from tests.uploads.conftest import only_event
-from tests.uploads.ops import api_upload, form_upload, make_policy, token_client_for
+from tests.uploads.ops import api_upload, at_once, form_upload, make_policy, token_client_for
 from uploads.models import Upload, UploadEvent
 
 pytestmark = pytest.mark.django_db
@@ -110,25 +108,6 @@ def test_the_form_is_throttled_too(signed_in, settings, upload_dirs):
     assert Upload.objects.count() == 1
 
 
-def _at_once(count: int, send) -> list[int]:
-    """`send(index)` from `count` threads released together, each on its own connection."""
-    barrier, statuses = threading.Barrier(count), []
-
-    def one(index: int) -> None:
-        try:
-            barrier.wait()
-            statuses.append(send(index))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
-
-
 @pytest.mark.django_db(transaction=True)
 def test_parallel_api_uploads_are_throttled_exactly_at_the_limit(owner, settings, upload_dirs):
     _rates(settings, user="3/minute", address="1000/minute")
@@ -137,7 +116,7 @@ def test_parallel_api_uploads_are_throttled_exactly_at_the_limit(owner, settings
     def send(index: int) -> int:
         return api_upload(token_client_for(owner), f"{index}.txt", b"hi\n").status_code
 
-    assert sorted(_at_once(8, send)) == [201] * 3 + [429] * 5
+    assert sorted(at_once(8, send)) == [201] * 3 + [429] * 5
     assert Upload.objects.count() == 3
     assert len(upload_dirs.stored_files()) == 3
 
@@ -151,7 +130,7 @@ def test_parallel_form_uploads_are_throttled_exactly_at_the_limit(owner, setting
         client.force_login(owner)
         return form_upload(client, f"{index}.txt", b"hi\n").status_code
 
-    assert sorted(_at_once(6, send)) == [302] * 2 + [429] * 4
+    assert sorted(at_once(6, send)) == [302] * 2 + [429] * 4
     assert Upload.objects.count() == 2
 
 

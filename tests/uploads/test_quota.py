@@ -8,12 +8,11 @@ from datetime import timedelta
 from http import HTTPStatus
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from tests.uploads.http import CountingStream, file_part, multipart
-from tests.uploads.ops import api_upload, form_upload, make_policy, token_client_for
+from tests.uploads.ops import api_upload, at_once, form_upload, make_policy, token_client_for
 from uploads.models import Upload, UploadEvent
 
 pytestmark = pytest.mark.django_db
@@ -119,25 +118,13 @@ def test_the_form_shows_the_limit_and_sends_retry_after(signed_in, actor, upload
 
 def _parallel_uploads(user, count: int, policy: str) -> list[int]:
     """`count` uploads by `user` at once, each on its own connection; their status codes."""
-    barrier = threading.Barrier(count)
-    statuses: list[int] = []
 
-    def one(index: int) -> None:
-        try:
-            client = Client()
-            client.force_login(user)
-            barrier.wait()
-            response = api_upload(client, f"f{index}.txt", f"file {index}\n".encode(), policy)
-            statuses.append(response.status_code)
-        finally:
-            connection.close()
+    def send(index: int) -> int:
+        client = Client()
+        client.force_login(user)
+        return api_upload(client, f"f{index}.txt", f"file {index}\n".encode(), policy).status_code
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
+    return at_once(count, send)
 
 
 @pytest.fixture
