@@ -20,7 +20,8 @@ from rest_framework.views import APIView
 from policies import audit, services
 from policies.models import AuditAction, AuditEntry
 from policies.selectors import may_roll_back
-from project.schema import errors, within_dates
+from project.api import JsonTypes
+from project.schema import choice_param, errors, within_dates
 from uploads.throttles import PolicyWriteThrottle, ReportThrottle
 
 
@@ -60,11 +61,12 @@ class AuditEntryDetailSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+CHOICES = {"object_type": sorted(services.KINDS), "action": sorted(AuditAction.values)}
 FILTERS = [
-    OpenApiParameter("object_type", str, enum=sorted(services.KINDS)),
+    OpenApiParameter("object_type", str, enum=CHOICES["object_type"]),
     OpenApiParameter("object_id", str),
     OpenApiParameter("actor", str, description='As recorded, e.g. "user:alice" or "system".'),
-    OpenApiParameter("action", str, enum=AuditAction.values),
+    OpenApiParameter("action", str, enum=CHOICES["action"]),
     OpenApiParameter("since", OpenApiTypes.DATETIME, description="Entries at or after."),
     OpenApiParameter("until", OpenApiTypes.DATETIME, description="Entries before."),
 ]
@@ -74,7 +76,7 @@ FILTERS = [
     parameters=FILTERS,
     responses={
         200: AuditEntrySerializer(many=True),
-        **errors("permission_denied", "validation_error"),
+        **errors("permission_denied", "validation_error", "throttled"),
     },
 )
 class AuditEntryList(generics.ListAPIView):
@@ -87,14 +89,20 @@ class AuditEntryList(generics.ListAPIView):
     def get_queryset(self):
         entries = AuditEntry.objects.order_by("-seq")
         params = self.request.query_params
-        for field in ("object_type", "object_id", "actor", "action"):
+        for field, choices in CHOICES.items():
+            if value := choice_param(params, field, choices):
+                entries = entries.filter(**{field: value})
+        for field in ("object_id", "actor"):
             if value := params.get(field):
                 entries = entries.filter(**{field: value})
         return within_dates(entries, params)
 
 
 @extend_schema(
-    responses={200: AuditEntryDetailSerializer, **errors("permission_denied", "not_found")}
+    responses={
+        200: AuditEntryDetailSerializer,
+        **errors("permission_denied", "not_found", "throttled"),
+    }
 )
 class AuditEntryDetail(generics.RetrieveAPIView):
     """GET: one entry, with the object's state before and after it and the field diff."""
@@ -106,7 +114,7 @@ class AuditEntryDetail(generics.RetrieveAPIView):
     lookup_field = "seq"
 
 
-class RollbackSerializer(serializers.Serializer):
+class RollbackSerializer(JsonTypes, serializers.Serializer):
     reason = serializers.CharField(help_text="Why you roll the change back.")
     rollback_note = serializers.CharField(
         required=False, allow_blank=True, help_text="How to undo the rollback (default: said)."
@@ -117,7 +125,14 @@ class RollbackSerializer(serializers.Serializer):
     request=RollbackSerializer,
     responses={
         201: AuditEntryDetailSerializer,
-        **errors("permission_denied", "not_found", "validation_error", "rollback_conflict"),
+        **errors(
+            "permission_denied",
+            "not_found",
+            "validation_error",
+            "rollback_conflict",
+            "unsupported_media_type",
+            "throttled",
+        ),
     },
 )
 class AuditEntryRollback(APIView):
@@ -153,7 +168,7 @@ class AuditEntryRollback(APIView):
                 "problem": serializers.CharField(help_text="The first break, if any."),
             },
         ),
-        **errors("permission_denied"),
+        **errors("permission_denied", "throttled"),
     }
 )
 class AuditVerify(APIView):

@@ -28,6 +28,7 @@ from policies import services
 from policies.api import UploadPolicyLimitsSerializer
 from policies.models import HeaderRule, UploadPolicy
 from policies.selectors import policies_usable_by
+from project.api import JsonTypes
 from project.schema import errors
 from uploads.throttles import PolicyWriteThrottle
 
@@ -55,7 +56,7 @@ class PolicyReaders(ModelPermissions):
 
 
 def _serializer_for(model):
-    class Serializer(serializers.ModelSerializer):
+    class Serializer(JsonTypes, serializers.ModelSerializer):
         class Meta:
             fields = "__all__"
             read_only_fields = READ_ONLY
@@ -69,7 +70,7 @@ UploadPolicySerializer = _serializer_for(UploadPolicy)
 HeaderRuleSerializer = _serializer_for(HeaderRule)
 
 
-class WriteMeta(serializers.Serializer):
+class WriteMeta(JsonTypes, serializers.Serializer):
     reason = serializers.CharField(help_text="Why you make this change (in the audit log).")
     rollback_note = serializers.CharField(help_text="How to undo it if it goes wrong.")
 
@@ -103,7 +104,7 @@ class AuditedObjects(GenericAPIView):
         return services.Actor.from_request(self.request)
 
 
-WRITE_ERRORS = ("permission_denied", "validation_error")
+WRITE_ERRORS = ("permission_denied", "validation_error", "unsupported_media_type", "throttled")
 
 
 class ObjectList(AuditedObjects):
@@ -175,15 +176,38 @@ class ObjectDetail(AuditedObjects):
         return Response(status=HTTPStatus.NO_CONTENT)
 
 
+def _request_bodies(serializer) -> tuple[type, type]:
+    """The bodies the API description shows (the views split them with WriteMeta and
+    VersionedWriteMeta): POST the object's fields and why; PUT and PATCH any of its fields (only
+    those sent change), why, and the version."""
+    name = serializer.__name__.removesuffix("Serializer")
+    writable = [n for n, field in serializer().fields.items() if not field.read_only]
+
+    class Create(serializer, WriteMeta):
+        pass
+
+    class Change(serializer, VersionedWriteMeta):
+        class Meta(serializer.Meta):
+            extra_kwargs = {field: {"required": False} for field in writable}
+
+        # drf-spectacular drops every `required` of a serializer it marks partial for PATCH; the
+        # why and the version are required there too.
+        partial = property(lambda self: False, lambda self, value: None)
+
+    Create.__name__, Change.__name__ = f"{name}Create", f"{name}Change"
+    return Create, Change
+
+
 def _detail_schema(serializer):
+    _create, change = _request_bodies(serializer)
     return extend_schema_view(
         get=extend_schema(responses={200: serializer, **errors("not_found", "permission_denied")}),
         put=extend_schema(
-            request=serializer,
+            request=change,
             responses={200: serializer, **errors("not_found", "version_conflict", *WRITE_ERRORS)},
         ),
         patch=extend_schema(
-            request=serializer,
+            request=change,
             responses={200: serializer, **errors("not_found", "version_conflict", *WRITE_ERRORS)},
         ),
         delete=extend_schema(
@@ -197,11 +221,10 @@ def _detail_schema(serializer):
 
 
 def _list_schema(serializer):
+    create, _change = _request_bodies(serializer)
     return extend_schema_view(
         get=extend_schema(responses={200: serializer(many=True), **errors("permission_denied")}),
-        post=extend_schema(
-            request=serializer, responses={201: serializer, **errors(*WRITE_ERRORS)}
-        ),
+        post=extend_schema(request=create, responses={201: serializer, **errors(*WRITE_ERRORS)}),
     )
 
 

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from policies.exchange import ImportRefused, apply, export_document, parse_document, plan
 from policies.services import Actor
-from project.api import holding
+from project.api import JsonTypes, holding
 from project.schema import errors
 from uploads.throttles import PolicyWriteThrottle, ReportThrottle
 
@@ -29,7 +29,7 @@ from uploads.throttles import PolicyWriteThrottle, ReportThrottle
                 "header_rules": serializers.DictField(child=serializers.DictField()),
             },
         ),
-        **errors("permission_denied"),
+        **errors("permission_denied", "throttled"),
     }
 )
 class PoliciesExport(APIView):
@@ -53,7 +53,7 @@ EVERY_WRITE = [
 ]
 
 
-class ImportRequest(serializers.Serializer):
+class ImportRequest(JsonTypes, serializers.Serializer):
     document = serializers.JSONField(help_text="What GET policies/export/ answers.")
     reason = serializers.CharField()
     rollback_note = serializers.CharField()
@@ -70,7 +70,7 @@ class ImportRequest(serializers.Serializer):
                 "applied": serializers.BooleanField(),
             },
         ),
-        **errors("permission_denied", "validation_error"),
+        **errors("permission_denied", "validation_error", "unsupported_media_type", "throttled"),
     },
 )
 class PoliciesImport(APIView):

@@ -9,6 +9,7 @@ it overwrite theirs. The forms only validate; the admin hands their cleaned valu
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, ClassVar
 
 from django import forms
@@ -299,6 +300,15 @@ class RollbackForm(WhyMixin, forms.Form):
     )
 
 
+# Empty, or a host name or an IPv6 literal with an optional port: what the preview accepts, and the
+# API's description of the `host` parameter says (a subset of what Django accepts in a Host header).
+PREVIEW_HOST_PATTERN = (
+    r"^(?:(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f]*:[0-9A-Fa-f.:]+\])"
+    r"(?::[0-9]{1,5})?)?$"
+)
+PREVIEW_PATH_PATTERN = r"^/"
+
+
 class HeaderPreviewForm(forms.Form):
     """The request to preview on the rule list: a GET form whose names never clash with lookups.
 
@@ -309,13 +319,14 @@ class HeaderPreviewForm(forms.Form):
     preview_path = forms.CharField(
         label="Path",
         max_length=2000,
-        strip=True,
+        strip=False,  # " /admin/" is refused, not quietly changed: the API's schema says so
         widget=forms.TextInput(attrs={"placeholder": "/admin/", "size": 30}),
     )
     preview_host = forms.CharField(
         label="Host",
         required=False,
         max_length=253,
+        strip=False,
         help_text="Empty: any host.",
         widget=forms.TextInput(attrs={"placeholder": "example.com", "size": 20}),
     )
@@ -339,7 +350,7 @@ class HeaderPreviewForm(forms.Form):
         """The path as the middleware sees it (request.path_info): a query string or fragment
         dropped and percent-encoding decoded, so /t/?a=1 previews what a request for it gets."""
         path = self.cleaned_data["preview_path"]
-        if not path.startswith("/"):
+        if not re.match(PREVIEW_PATH_PATTERN, path):
             raise ValidationError("Give a path that starts with /, e.g. /admin/.", code="path")
         return request_path(path)
 
@@ -348,7 +359,7 @@ class HeaderPreviewForm(forms.Form):
         if not raw:
             return ""
         host, _port = split_domain_port(raw)  # as the middleware reads the Host header
-        if not host:
+        if not host or not re.fullmatch(PREVIEW_HOST_PATTERN, raw):
             raise ValidationError("Give a host name such as example.com.", code="host")
         return host.lower()
 

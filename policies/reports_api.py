@@ -13,20 +13,27 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from policies.forms import HeaderPreviewForm
+from policies.forms import PREVIEW_HOST_PATTERN, PREVIEW_PATH_PATTERN, HeaderPreviewForm
 from policies.headers import preview
 from policies.models import CspReport
 from project.api import holding
-from project.schema import errors
+from project.schema import boolean_param, errors
 from uploads.throttles import ReportThrottle
-
-TRUE = ("1", "true", "yes", "on")
 
 
 @extend_schema(
     parameters=[
-        OpenApiParameter("path", str, required=True, description="e.g. /admin/"),
-        OpenApiParameter("host", str, description="The request's host; empty: any."),
+        OpenApiParameter(
+            "path",
+            {"type": "string", "pattern": PREVIEW_PATH_PATTERN, "maxLength": 2000},
+            required=True,
+            description="e.g. /admin/",
+        ),
+        OpenApiParameter(
+            "host",
+            {"type": "string", "pattern": PREVIEW_HOST_PATTERN, "maxLength": 253},
+            description="The request's host, e.g. example.com; left out: any.",
+        ),
         OpenApiParameter("https", bool, default=True),
         OpenApiParameter("signed_in", bool, default=False),
     ],
@@ -41,7 +48,7 @@ TRUE = ("1", "true", "yes", "on")
                 "note": serializers.CharField(),
             },
         ),
-        **errors("permission_denied", "validation_error"),
+        **errors("permission_denied", "validation_error", "throttled"),
     },
 )
 class HeaderPreview(APIView):
@@ -56,8 +63,8 @@ class HeaderPreview(APIView):
             {
                 "preview_path": params.get("path", ""),
                 "preview_host": params.get("host", ""),
-                "preview_https": params.get("https", "true").lower() in TRUE,
-                "preview_signed_in": params.get("signed_in", "false").lower() in TRUE,
+                "preview_https": boolean_param(params, "https", default=True),
+                "preview_signed_in": boolean_param(params, "signed_in", default=False),
             }
         )
         if not form.is_valid():
@@ -88,7 +95,10 @@ class CspReportSerializer(serializers.ModelSerializer):
 
 
 @extend_schema(
-    responses={200: CspReportSerializer(many=True), **errors("permission_denied")},
+    responses={
+        200: CspReportSerializer(many=True),
+        **errors("permission_denied", "validation_error", "throttled"),
+    },
 )
 class CspReportList(generics.ListAPIView):
     """GET: CSP violation reports, aggregated by (path, directive, blocked URI), latest first."""

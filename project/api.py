@@ -1,16 +1,20 @@
-"""The one place that turns an error into the API's `{"code", "detail", ...}` body; and the
-permission check the report endpoints share."""
+"""The one place that turns an error into the API's `{"code", "detail", ...}` body; the
+permission check the report endpoints share; and the pages every list answers in."""
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, permissions
+from rest_framework import exceptions, permissions, serializers
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -102,3 +106,74 @@ def holding(perm: str) -> type[permissions.BasePermission]:
 
     Holds.__name__ = f"Holds_{perm.replace('.', '_')}"
     return Holds
+
+
+class Pages(LimitOffsetPagination):
+    """Limit/offset pages whose parameters are checked: `limit` 1 to MAX_LIMIT, `offset` 0 to
+    MAX_OFFSET; anything else is a validation_error rather than a quiet fall back to page one."""
+
+    max_limit = 500
+    max_offset = 1_000_000_000
+
+    def get_limit(self, request: Request) -> int:
+        return _counting_number(
+            request, self.limit_query_param, self.default_limit, low=1, high=self.max_limit
+        )
+
+    def get_offset(self, request: Request) -> int:
+        return _counting_number(request, self.offset_query_param, 0, low=0, high=self.max_offset)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        bounds = {
+            self.limit_query_param: {"minimum": 1, "maximum": self.max_limit},
+            self.offset_query_param: {"minimum": 0, "maximum": self.max_offset},
+        }
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"].update(bounds[parameter["name"]])
+        return parameters
+
+
+def _counting_number(request: Request, name: str, default: int, *, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if re.fullmatch(r"[0-9]{1,10}", raw) and low <= int(raw) <= high:
+        return int(raw)
+    raise exceptions.ValidationError({name: [f"A whole number from {low} to {high}."]})
+
+
+class JsonTypes:
+    """Serializer mixin: each field takes only its own JSON type, as the API description says.
+    DRF by itself reads 0.0 as the text "0.0", "3" as the number 3 and "yes" as true."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            wrong = {}
+            for name, field in self.fields.items():
+                expected = _json_type_of(field)
+                value = data.get(name)
+                if field.read_only or expected is None or value is None:
+                    continue
+                if not _is_of(value, expected):
+                    wrong[name] = [f"Must be {JSON_TYPE_NAMES[expected]}."]
+            if wrong:
+                raise exceptions.ValidationError(wrong)
+        return super().to_internal_value(data)
+
+
+JSON_TYPES = (
+    (serializers.BooleanField, bool),
+    (serializers.IntegerField, int),
+    (serializers.CharField, str),
+)
+JSON_TYPE_NAMES = {bool: "true or false", int: "a whole number", str: "a string"}
+
+
+def _json_type_of(field: serializers.Field) -> type | None:
+    return next((json_type for kind, json_type in JSON_TYPES if isinstance(field, kind)), None)
+
+
+def _is_of(value: Any, expected: type) -> bool:
+    # True is an int in Python, not in JSON.
+    return isinstance(value, expected) and (expected is bool or not isinstance(value, bool))

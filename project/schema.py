@@ -4,7 +4,7 @@ query parameters several endpoints read the same way."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from django.db.models import QuerySet
@@ -44,11 +44,31 @@ def errors(*codes: str) -> dict[int, OpenApiResponse]:
     }
 
 
+def boolean_param(params: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """A true/false query parameter (as OpenAPI writes booleans, or 1/0); else validation_error."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise ValidationError({name: ["Either true or false."]})
+
+
+def choice_param(params: Mapping[str, str], name: str, choices: Sequence[str]) -> str | None:
+    """A query parameter that must be one of `choices` when given; else validation_error."""
+    raw = params.get(name)
+    if raw is None or raw in choices:
+        return raw
+    raise ValidationError({name: ["One of: " + ", ".join(choices) + "."]})
+
+
 def within_dates(queryset: QuerySet, params: Mapping[str, str]) -> QuerySet:
     """`queryset` narrowed by the `since` (at or after) and `until` (before) parameters, read
     against its `created_at`."""
     for name, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
-        if raw := params.get(name):
+        if (raw := params.get(name)) is not None:
             queryset = queryset.filter(**{lookup: moment_param(name, raw)})
     return queryset
 

@@ -242,10 +242,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # Request bodies are JSON; uploads are read by Django's multipart parser (uploads.receive).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "project.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Requests per scope (uploads.throttles): uploads per signed-in user and per client address
@@ -257,7 +255,7 @@ REST_FRAMEWORK = {
         "policy_writes": env_rate("API_THROTTLE_POLICY_WRITES_RATE", "60/minute"),
         "reports": env_rate("API_THROTTLE_REPORTS_RATE", "240/minute"),
     },
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "project.api.Pages",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -277,6 +275,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two models have a `scan` field with different choices: name each set once.
+    "ENUM_NAME_OVERRIDES": {
+        "UploadPolicyScanEnum": "policies.models.ScanMode",
+        "UploadEventScanEnum": "uploads.models.ScanStatus",
+    },
 }
 
 LOGGING = {

@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
 from rest_framework import generics, permissions, serializers
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +25,7 @@ from rest_framework.views import APIView
 from project.api import holding
 from project.schema import errors, within_dates
 from uploads import services
+from uploads.idempotency import KEY_HEADER_PATTERN
 from uploads.models import Upload, UploadEvent
 from uploads.pipeline import UploadAttempt, uploader_of
 from uploads.selectors import may_delete, uploads_visible_to
@@ -73,7 +75,7 @@ UPLOAD_ERRORS = (
 
 
 @extend_schema_view(
-    get=extend_schema(responses={200: UploadSerializer(many=True), **errors()}),
+    get=extend_schema(responses={200: UploadSerializer(many=True), **errors("validation_error")}),
     post=extend_schema(
         parameters=[
             OpenApiParameter(
@@ -83,6 +85,7 @@ UPLOAD_ERRORS = (
                 "Idempotency-Key",
                 str,
                 OpenApiParameter.HEADER,
+                pattern=KEY_HEADER_PATTERN,
                 description="Makes retries safe: the same key and file replay the first answer "
                 "(IETF httpapi idempotency-key draft); 1 to 255 printable ASCII characters.",
             ),
@@ -103,6 +106,9 @@ class UploadListCreate(generics.ListAPIView):
     """
 
     serializer_class = UploadSerializer
+    # Session authentication's CSRF check reads the form through DRF; the files themselves are
+    # read by Django's parser with the policy's limits (uploads.receive).
+    parser_classes = [MultiPartParser]
     attempt: UploadAttempt | None = None
 
     def get_queryset(self):
@@ -177,8 +183,10 @@ class AnyAccept(BaseContentNegotiation):
 
 @extend_schema(
     responses={
-        (200, "application/octet-stream"): OpenApiResponse(
-            OpenApiTypes.BINARY, description="The stored file, as an attachment."
+        (200, "*/*"): OpenApiResponse(
+            OpenApiTypes.BINARY,
+            description="The stored file, as an attachment, with the type sniffed when it was "
+            "accepted (e.g. image/png, or application/octet-stream).",
         ),
         **errors("not_found"),
     }
@@ -243,7 +251,10 @@ def _events(request: Request, *, require_since: bool = False):
 
 @extend_schema(
     parameters=EVENT_FILTERS,
-    responses={200: UploadEventSerializer(many=True), **errors("permission_denied")},
+    responses={
+        200: UploadEventSerializer(many=True),
+        **errors("permission_denied", "validation_error", "throttled"),
+    },
 )
 class UploadEventList(generics.ListAPIView):
     """GET: upload decisions, accepted and refused, newest first."""
@@ -268,7 +279,7 @@ class UploadEventList(generics.ListAPIView):
                 "by_policy": serializers.DictField(child=serializers.IntegerField()),
             },
         ),
-        **errors("permission_denied", "validation_error"),
+        **errors("permission_denied", "validation_error", "throttled"),
     },
 )
 class UploadEventSummary(APIView):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,9 @@ MAX_KEY_LENGTH = 255
 # How long a claimed key blocks retries if its request dies without letting go: longer than
 # any upload's checks take once its body has arrived (sandbox and scanner timeouts).
 RUNNING_SECONDS = 600
+# The header's value: 1 to 255 printable ASCII characters, in double quotes (a structured-field
+# string, as the draft says) or bare without surrounding spaces. The API description shows it.
+KEY_HEADER_PATTERN = r'^(?:"([ -~]{1,255})"|([!-~](?:[ -~]{0,253}[!-~])?))$'
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,9 @@ def key_from_header(request: HttpRequest) -> str | None:
     raw = request.META.get(HEADER)
     if raw is None:
         return None
-    value = raw.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1]
-    return _valid(value, "The Idempotency-Key header")
+    if match := re.fullmatch(KEY_HEADER_PATTERN, raw):
+        return match[1] or match[2]
+    raise _malformed("The Idempotency-Key header")
 
 
 def key_from_form(request: HttpRequest) -> str | None:
@@ -63,7 +66,11 @@ def key_from_form(request: HttpRequest) -> str | None:
 def _valid(value: str, what: str) -> str:
     if 0 < len(value) <= MAX_KEY_LENGTH and all(" " <= ch <= "~" for ch in value):
         return value
-    raise PortcullisError(
+    raise _malformed(what)
+
+
+def _malformed(what: str) -> PortcullisError:
+    return PortcullisError(
         "bad_request",
         f"{what} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, "
         'for example a UUID in quotes: "8e03978e-40d5-43e8-bc93-6894a57f9324".',

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.datastructures import MultiValueDict
 from rest_framework import exceptions
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -52,6 +53,7 @@ class EchoView(APIView):
     """POST parses the body (JSON or multipart) and says which keys and files it saw."""
 
     authentication_classes: list = []
+    parser_classes = [JSONParser, MultiPartParser]
     permission_classes = [AllowAny]
 
     def post(self, request: Request) -> Response:
