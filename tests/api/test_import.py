@@ -9,11 +9,14 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from policies import presets
 from policies.models import AuditEntry, HeaderRule, UploadPolicy
-from policies.services import policy_delete, rule_create
+from policies.services import policy_delete, rule_create, rule_delete
 from tests.uploads.ops import change_policy, make_policy
 
 pytestmark = pytest.mark.django_db
+
+WHY = {"reason": "empty the database", "rollback_note": "import the export"}
 
 
 def exported() -> str:
@@ -155,3 +158,59 @@ def test_the_api_import_needs_every_write_permission_and_applies(owner, editor, 
     bad = api.post("/api/v1/policies/import/", body, format="json")
     assert bad.status_code == HTTPStatus.BAD_REQUEST
     assert "upload_policies.default: max_file_size_bytes" in bad.json()["detail"]
+
+
+def test_an_export_imported_into_an_empty_database_reproduces_every_object(tmp_path, actor):
+    """The review-in-version-control round trip: rich objects out, nothing left, all back."""
+    make_policy(
+        actor,
+        "reports",
+        title="Quarterly reports",
+        max_file_size_bytes=2 * 1024 * 1024,
+        quota_files=5,
+        quota_period_seconds=86400,
+        scan="required",
+        mode="report_only",
+    )
+    rule_create(
+        data={
+            "name": "reports-area",
+            "path": "^/reports/",
+            "match_type": "regex",
+            "priority": 300,
+            **presets.STRICT,
+            "permissions_policy": {"camera": [], "geolocation": ["self"]},
+            "custom_headers": {"X-Robots-Tag": "noindex"},
+        },
+        actor=actor,
+        reason="x",
+        rollback_note="y",
+    )
+    reviewed = exported()
+    counts = (UploadPolicy.objects.count(), HeaderRule.objects.count())
+    assert counts[0] >= 2
+    assert counts[1] >= 2
+    for policy in UploadPolicy.objects.all():
+        policy_delete(policy=policy, version=policy.version, actor=actor, **WHY)
+    for rule in HeaderRule.objects.all():
+        rule_delete(rule=rule, version=rule.version, actor=actor, **WHY)
+    assert not UploadPolicy.objects.exists()
+    assert not HeaderRule.objects.exists()
+    before = AuditEntry.objects.order_by("-seq").first().seq
+
+    printed = import_file(tmp_path, reviewed)
+
+    assert exported() == reviewed
+    assert (UploadPolicy.objects.count(), HeaderRule.objects.count()) == counts
+    reports = UploadPolicy.objects.get(slug="reports")
+    assert (reports.scan, reports.mode, reports.quota_files) == ("required", "report_only", 5)
+    area = HeaderRule.objects.get(name="reports-area")
+    assert area.custom_headers == {"X-Robots-Tag": "noindex"}
+    assert area.permissions_policy == {"camera": [], "geolocation": ["self"]}
+    created = AuditEntry.objects.filter(seq__gt=before)
+    assert created.count() == sum(counts)
+    assert set(created.values_list("action", flat=True)) == {"import"}
+    assert printed.count("(new)") == sum(counts)
+
+    assert "Nothing to change." in import_file(tmp_path, reviewed)
+    assert AuditEntry.objects.filter(seq__gt=before).count() == sum(counts)
