@@ -17,7 +17,12 @@ import re
 from http import HTTPStatus
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import permissions, serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
@@ -198,10 +203,12 @@ def _request_bodies(serializer) -> tuple[type, type]:
     return Create, Change
 
 
-def _detail_schema(serializer):
+def _detail_schema(serializer, read=None):
     _create, change = _request_bodies(serializer)
     return extend_schema_view(
-        get=extend_schema(responses={200: serializer, **errors("not_found", "permission_denied")}),
+        get=extend_schema(
+            responses={200: read or serializer, **errors("not_found", "permission_denied")}
+        ),
         put=extend_schema(
             request=change,
             responses={200: serializer, **errors("not_found", "version_conflict", *WRITE_ERRORS)},
@@ -220,10 +227,15 @@ def _detail_schema(serializer):
     )
 
 
-def _list_schema(serializer):
+def _list_schema(serializer, read=None):
     create, _change = _request_bodies(serializer)
     return extend_schema_view(
-        get=extend_schema(responses={200: serializer(many=True), **errors("permission_denied")}),
+        get=extend_schema(
+            responses={
+                200: read(many=True) if read else serializer(many=True),
+                **errors("permission_denied"),
+            }
+        ),
         post=extend_schema(request=create, responses={201: serializer, **errors(*WRITE_ERRORS)}),
     )
 
@@ -263,10 +275,21 @@ RULE_SERVICES = {
     "queryset": HeaderRule.objects.order_by("-priority", "name"),
 }
 
-UploadPolicyList = _list_schema(UploadPolicySerializer)(
+def _policy_as_read(many: bool = False) -> PolymorphicProxySerializer:
+    """What a policy read answers: the whole policy to holders of view_uploadpolicy, its limits
+    to everyone else."""
+    return PolymorphicProxySerializer(
+        component_name="UploadPolicyOrLimits",
+        serializers=[UploadPolicySerializer, UploadPolicyLimitsSerializer],
+        resource_type_field_name=None,
+        many=many,
+    )
+
+
+UploadPolicyList = _list_schema(UploadPolicySerializer, _policy_as_read)(
     type("UploadPolicyList", (PolicyVisibility, ObjectList), POLICY_SERVICES)
 )
-UploadPolicyDetail = _detail_schema(UploadPolicySerializer)(
+UploadPolicyDetail = _detail_schema(UploadPolicySerializer, _policy_as_read())(
     type("UploadPolicyDetail", (PolicyVisibility, ObjectDetail), POLICY_SERVICES)
 )
 HeaderRuleList = _list_schema(HeaderRuleSerializer)(

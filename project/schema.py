@@ -84,3 +84,17 @@ def moment_param(name: str, raw: str) -> datetime:
             {name: ["A date and time with its offset, e.g. 2026-12-01T09:00:00Z."]}
         )
     return moment
+
+
+# Response bodies that never carry other keys; saying so lets a client tell the two answers of
+# an upload-policy read apart (the limits, or the whole policy: `oneOf` needs exactly one match).
+CLOSED_COMPONENTS = ("UploadPolicyLimits",)
+
+
+def close_components(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing hook: CLOSED_COMPONENTS allow no other properties."""
+    schemas = result.get("components", {}).get("schemas", {})
+    for name in CLOSED_COMPONENTS:
+        if name in schemas:
+            schemas[name]["additionalProperties"] = False
+    return result

@@ -275,6 +275,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "project.schema.close_components",
+    ],
     # Two models have a `scan` field with different choices: name each set once.
     "ENUM_NAME_OVERRIDES": {
         "UploadPolicyScanEnum": "policies.models.ScanMode",

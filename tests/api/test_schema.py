@@ -6,6 +6,8 @@ import json
 from http import HTTPStatus
 
 import pytest
+import requests
+import schemathesis
 import yaml
 from django.core.management import call_command
 from rest_framework.test import APIClient
@@ -66,3 +68,28 @@ def test_the_docs_page_loads_everything_from_our_static_files(api):
     assert "<script>" not in html  # the split view: its set-up is a script file too
     assert "<style>" not in html
     assert "/static/api-docs.css" in html
+
+
+@pytest.mark.parametrize(("reader", "keys"), [("owner", 12), ("editor", 30)])
+def test_a_policy_read_matches_the_description(request, reader, keys):
+    """A plain caller reads the limits, an editor the whole policy; each answer conforms to the
+    described `oneOf` (exactly one of the two matches)."""
+    client = APIClient()
+    client.force_login(request.getfixturevalue(reader))
+    description = schemathesis.openapi.from_dict(
+        json.loads(client.get("/api/v1/schema/?format=json").content)
+    )
+    url = "http://testserver/api/v1/upload-policies/"
+    answer = client.get(url)
+    policies = answer.json()
+    assert [policy["slug"] for policy in policies] == ["default"]
+    assert len(policies[0]) >= keys
+    checked = schemathesis.Response(
+        status_code=answer.status_code,
+        headers={name: [value] for name, value in answer.headers.items()},
+        content=answer.content,
+        request=requests.Request("GET", url).prepare(),
+        elapsed=0.0,
+        verify=False,
+    )
+    assert description["/api/v1/upload-policies/"]["GET"].validate_response(checked) is None
