@@ -276,6 +276,7 @@ RULE_SERVICES = {
     "queryset": HeaderRule.objects.order_by("-priority", "name"),
 }
 
+
 def _policy_as_read(many: bool = False) -> PolymorphicProxySerializer:
     """What a policy read answers: the whole policy to holders of view_uploadpolicy, its limits
     to everyone else."""

@@ -46,6 +46,8 @@ api_v1 = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("health", views.health, name="health"),
+    # Browsers ask for /favicon.ico on pages that name no icon (the admin's).
+    path("favicon.ico", views.favicon),
     # Only login and logout: with no email configured, password reset must not be reachable.
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.middleware.csrf import REASON_NO_CSRF_COOKIE, REASON_NO_REFERER
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.views import defaults
-from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -79,4 +80,16 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """Under /api/ the same code and detail as DRF's session authentication gives a CSRF failure."""
     if _is_api(request):
         return error_json("permission_denied", f"CSRF Failed: {reason or 'CSRF check failed.'}")
-    return django_csrf_failure(request, reason=reason)
+    # Our template, with the two reasons a browser setting causes (Django's own view gives a
+    # custom template none of its context).
+    context = {
+        "no_cookie": reason == REASON_NO_CSRF_COOKIE,
+        "no_referer": reason == REASON_NO_REFERER,
+    }
+    return render(request, "403_csrf.html", context, status=HTTPStatus.FORBIDDEN)
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on pages that name no icon (the admin's): send them to ours
+    (resolved per request: the static manifest exists only after collectstatic)."""
+    return HttpResponsePermanentRedirect(static("favicon.svg"))

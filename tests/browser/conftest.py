@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -35,16 +36,73 @@ def browser():
         chromium.close()
 
 
+# Runs in every document before its own scripts (Playwright injects it, so the page's CSP does not
+# apply to it) and hands each violation to Python, where it survives navigations.
+VIOLATION_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.portcullisViolation({
+    page: document.location.pathname,
+    directive: event.effectiveDirective,
+    blocked: event.blockedURI,
+    sample: event.sample,
+  });
+});
+"""
+# What Chromium logs when a request it made answers 4xx: expected where a test provokes a
+# refusal (allow_refusals), an error anywhere else.
+FAILED_RESOURCE = re.compile(
+    r"Failed to load resource: the server responded with a status of 4\d\d"
+)
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+
 @pytest.fixture
 def page(browser):
-    """A fresh browser context; console messages collected in `page.console_messages`."""
+    """A fresh browser context whose pages are watched: every CSP violation (caught by the
+    `securitypolicyviolation` listener) and every console or script error fails the test at
+    teardown, unless the test expected it. `page.console_messages` keeps every console line."""
     context = browser.new_context()
     new_page = context.new_page()
     new_page.console_messages = []
-    new_page.on("console", lambda message: new_page.console_messages.append(message.text))
+    new_page.console_errors = []
+    new_page.violations = []
+    new_page.expected_errors = []
+    context.expose_function(
+        "portcullisViolation", lambda report: new_page.violations.append(report)
+    )
+    context.add_init_script(VIOLATION_LISTENER)
+    new_page.on("console", lambda message: _console(new_page, message))
+    new_page.on("pageerror", lambda error: new_page.console_errors.append(f"uncaught: {error}"))
     yield new_page
     context.close()
+    assert new_page.violations == [], "CSP violations"
+    unexpected = [
+        line
+        for line in new_page.console_errors
+        if not any(pattern.search(line) for pattern in new_page.expected_errors)
+    ]
+    assert unexpected == [], "console errors"
+
+
+def _console(page, message) -> None:
+    page.console_messages.append(message.text)
+    if message.type == "error":
+        page.console_errors.append(message.text)
+
+
+def allow_refusals(page) -> None:
+    """This test provokes refusals: Chromium's "Failed to load resource ... 4xx" lines are
+    expected (any other console error still fails it)."""
+    page.expected_errors.append(FAILED_RESOURCE)
 
 
 def csp_violations(page) -> list[str]:
     return [m for m in page.console_messages if "Content Security Policy" in m]
+
+
+def screenshot(page, name: str) -> None:
+    """With SCREENSHOTS=1, a full-page screenshot in var/screenshots/ (look at them before
+    calling a page done)."""
+    if os.environ.get("SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

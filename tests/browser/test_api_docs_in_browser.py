@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policies.headers import rule_sets
-from tests.browser.conftest import csp_violations
-from tests.browser.test_uploads_in_browser import screenshot
+from tests.browser.conftest import csp_violations, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

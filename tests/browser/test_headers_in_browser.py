@@ -6,7 +6,7 @@ import pytest
 
 from policies import services
 from policies.headers import rule_sets
-from tests.browser.conftest import csp_violations
+from tests.browser.conftest import allow_refusals, csp_violations
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -48,8 +48,9 @@ def test_no_referrer_would_break_every_form_post(page, live_server, owner, actor
         rollback_note="delete it",
     )
     rule_sets.clear()
+    allow_refusals(page)  # the 403 itself
     log_in(page, live_server, "owner")
-    assert "CSRF" in page.content()
+    assert page.get_by_role("heading").inner_text() == "This form could not be accepted"
     assert page.url.endswith("/accounts/login/")
 
 
@@ -73,4 +74,7 @@ def test_a_nonced_script_runs_and_an_injected_one_does_not(page, live_server):
     page.goto(live_server.url + "/t/browser-nonce/")
     assert page.evaluate("window.nonced") is True
     assert page.evaluate("window.injected") is None
+    assert [v["directive"] for v in page.violations] == ["script-src-elem"]
     assert any("inline script" in m for m in csp_violations(page))
+    page.violations.clear()  # the injected script's, expected
+    page.console_errors.clear()

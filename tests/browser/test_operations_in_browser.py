@@ -7,9 +7,8 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from policies.headers import rule_sets
-from tests.browser.conftest import csp_violations
+from tests.browser.conftest import csp_violations, screenshot
 from tests.browser.test_headers_in_browser import log_in
-from tests.browser.test_uploads_in_browser import screenshot
 from tests.uploads import make_images
 from tests.uploads.ops import api_upload, make_policy, token_client_for
 from uploads.models import Upload, UploadEvent

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from policies.headers import rule_sets
-from tests.browser.conftest import csp_violations
+from tests.browser.conftest import allow_refusals, csp_violations, screenshot
 from tests.browser.test_headers_in_browser import log_in
 from tests.uploads import make_images
 from uploads.models import Upload
@@ -20,12 +18,6 @@ def fresh_rules():
     rule_sets.clear()
     yield
     rule_sets.clear()
-
-
-def screenshot(page, name: str) -> None:
-    """Set SCREENSHOT_DIR to look at the pages (as the brief asks before calling a page done)."""
-    if folder := os.environ.get("SCREENSHOT_DIR"):
-        page.screenshot(path=os.path.join(folder, f"{name}.png"), full_page=True)
 
 
 def test_a_user_uploads_a_picture_and_downloads_it(page, live_server, owner, upload_dirs, tmp_path):
@@ -52,6 +44,7 @@ def test_a_refused_file_shows_why_next_to_the_field(
 ):
     disguised = tmp_path / "notes.txt"
     disguised.write_bytes(b"<html><body><script>alert(1)</script></body></html>")
+    allow_refusals(page)
     log_in(page, live_server, "owner")
     page.goto(live_server.url + "/upload/")
     page.set_input_files("#id_file", str(disguised))

@@ -16,6 +16,7 @@ urlpatterns = [
     path("test/form/", views.plain_form),
     path("test/log/", views.log_line),
     path("test/boom/", views.boom),
+    path("test/csp-canary/", views.csp_canary),
     path("", include("project.urls")),
 ]
 

@@ -83,3 +83,11 @@ def log_line(request: HttpRequest) -> HttpResponse:
 
 def boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("failed with password=hunter2 and sessionid=abc123def")
+
+
+def csp_canary(request: HttpRequest) -> HttpResponse:
+    """A page that breaks the strict CSP on purpose (an inline script without its nonce), so the
+    browser tests can prove their violation listener hears a violation."""
+    return HttpResponse(
+        "<!doctype html><title>canary</title><p>canary</p><script>document.title = 'sang'</script>"
+    )
