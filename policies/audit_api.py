@@ -130,6 +130,7 @@ class RollbackSerializer(JsonTypes, serializers.Serializer):
             "not_found",
             "validation_error",
             "rollback_conflict",
+            "parse_error",
             "unsupported_media_type",
             "throttled",
         ),

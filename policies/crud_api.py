@@ -110,7 +110,15 @@ class AuditedObjects(GenericAPIView):
         return services.Actor.from_request(self.request)
 
 
-WRITE_ERRORS = ("permission_denied", "validation_error", "unsupported_media_type", "throttled")
+# What a request with a JSON body can answer, and what a DELETE (no body) can.
+WRITE_ERRORS = (
+    "permission_denied",
+    "validation_error",
+    "parse_error",
+    "unsupported_media_type",
+    "throttled",
+)
+DELETE_ERRORS = ("permission_denied", "validation_error", "throttled")
 
 
 class ObjectList(AuditedObjects):
@@ -127,7 +135,8 @@ class ObjectList(AuditedObjects):
         return Response(self.get_serializer(obj).data, status=HTTPStatus.CREATED)
 
 
-IF_MATCH = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
+# The version a deletion is based on, as an entity tag ("3") or bare (3); weak tags do not match.
+IF_MATCH_PATTERN = r'^(?:"([0-9]{1,18})"|([0-9]{1,18}))$'
 DELETE_PARAMETERS = [
     OpenApiParameter("reason", str, required=True),
     OpenApiParameter("rollback_note", str, required=True),
@@ -136,6 +145,7 @@ DELETE_PARAMETERS = [
         str,
         OpenApiParameter.HEADER,
         required=True,
+        pattern=IF_MATCH_PATTERN,
         description='The version the deletion is based on, e.g. "3".',
     ),
 ]
@@ -168,14 +178,14 @@ class ObjectDetail(AuditedObjects):
         obj = self.get_object()
         why = WriteMeta(data=request.query_params)
         why.is_valid(raise_exception=True)
-        match = IF_MATCH.fullmatch(request.headers.get("If-Match", ""))
+        match = re.fullmatch(IF_MATCH_PATTERN, request.headers.get("If-Match", ""))
         if not match:
             raise ValidationError(
                 {"If-Match": ['Send the version the deletion is based on: If-Match: "3".']}
             )
         self.service_delete(
             **{self.object_arg: obj},
-            version=int(match[1]),
+            version=int(match[1] or match[2]),
             actor=self._actor(),
             **why.validated_data,
         )
@@ -204,7 +214,7 @@ def _request_bodies(serializer) -> tuple[type, type]:
     return Create, Change
 
 
-def _detail_schema(serializer, read=None):
+def _detail_schema(serializer, read=None, delete_conflicts=()):
     _create, change = _request_bodies(serializer)
     return extend_schema_view(
         get=extend_schema(
@@ -222,7 +232,7 @@ def _detail_schema(serializer, read=None):
             parameters=DELETE_PARAMETERS,
             responses={
                 204: None,
-                **errors("not_found", "version_conflict", "policy_in_use", *WRITE_ERRORS),
+                **errors("not_found", "version_conflict", *delete_conflicts, *DELETE_ERRORS),
             },
         ),
     )
@@ -291,7 +301,9 @@ def _policy_as_read(many: bool = False) -> PolymorphicProxySerializer:
 UploadPolicyList = _list_schema(UploadPolicySerializer, _policy_as_read)(
     type("UploadPolicyList", (PolicyVisibility, ObjectList), POLICY_SERVICES)
 )
-UploadPolicyDetail = _detail_schema(UploadPolicySerializer, _policy_as_read())(
+UploadPolicyDetail = _detail_schema(
+    UploadPolicySerializer, _policy_as_read(), delete_conflicts=("policy_in_use",)
+)(
     type("UploadPolicyDetail", (PolicyVisibility, ObjectDetail), POLICY_SERVICES)
 )
 HeaderRuleList = _list_schema(HeaderRuleSerializer)(

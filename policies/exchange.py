@@ -78,13 +78,17 @@ def parse_document(text: str) -> dict[str, Any]:
         raise ImportRefused(
             f"not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         ) from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT_VERSION:
+    version = document.get("format") if isinstance(document, dict) else None
+    if type(version) is not int or version != FORMAT_VERSION:
         raise ImportRefused(f'not a policies export: expected {{"format": {FORMAT_VERSION}, ...}}')
     unknown = sorted(set(document) - {"format", *SECTIONS})
     if unknown:
         raise ImportRefused(f"unknown section {unknown[0]!r}")
+    # A missing section would mean "delete them all": say so explicitly, with an empty object.
+    if missing := [section for section in SECTIONS if section not in document]:
+        raise ImportRefused(f"missing section {missing[0]!r} (an empty one is {{}})")
     for section, kind in SECTIONS.items():
-        objects = document.get(section, {})
+        objects = document[section]
         if not isinstance(objects, dict):
             raise ImportRefused(f"{section}: expected an object keyed by {kind.key_field}")
         for key, fields in objects.items():
@@ -115,9 +119,12 @@ def plan(document: dict[str, Any]) -> list[Change]:
     return changes
 
 
-def apply(changes: list[Change], *, actor: Actor, reason: str, rollback_note: str) -> None:
+def apply(
+    changes: list[Change], *, actor: Actor, reason: str, rollback_note: str, dry_run: bool = False
+) -> None:
     """Each change through the services as one `import` audit entry, all or nothing; a refusal
-    names the object it concerns."""
+    names the object it concerns. A dry run makes every change and checks it, then undoes them
+    all (so it refuses what the real run would)."""
     why = {"actor": actor, "reason": reason, "rollback_note": rollback_note}
     with transaction.atomic():
         for change in changes:
@@ -126,6 +133,8 @@ def apply(changes: list[Change], *, actor: Actor, reason: str, rollback_note: st
                 _apply_one(kind, change, why)
             except (ValidationError, PolicyConflict) as refusal:
                 raise ImportRefused(f"{change.section}.{change.key}: {_said(refusal)}") from None
+        if dry_run:
+            transaction.set_rollback(True)
 
 
 def _apply_one(kind: Kind, change: Change, why: dict[str, Any]) -> None:

@@ -70,12 +70,18 @@ class ImportRequest(JsonTypes, serializers.Serializer):
                 "applied": serializers.BooleanField(),
             },
         ),
-        **errors("permission_denied", "validation_error", "unsupported_media_type", "throttled"),
+        **errors(
+            "permission_denied",
+            "validation_error",
+            "parse_error",
+            "unsupported_media_type",
+            "throttled",
+        ),
     },
 )
 class PoliciesImport(APIView):
     """POST: make the policies and rules what the document says (each change one `import` audit
-    entry, all or nothing); with `dry_run`, only say what would change."""
+    entry, all or nothing); with `dry_run`, make and check them, then undo them all."""
 
     permission_classes = [permissions.IsAuthenticated, *EVERY_WRITE]
     throttle_classes = [PolicyWriteThrottle]
@@ -85,12 +91,13 @@ class PoliciesImport(APIView):
         body.is_valid(raise_exception=True)
         try:
             changes = plan(parse_document(json.dumps(body.validated_data["document"])))
-            if changes and not body.validated_data["dry_run"]:
+            if changes:
                 apply(
                     changes,
                     actor=Actor.from_request(request),
                     reason=body.validated_data["reason"],
                     rollback_note=body.validated_data["rollback_note"],
+                    dry_run=body.validated_data["dry_run"],
                 )
         except ImportRefused as refused:
             raise ValidationError({"document": [f"{refused}; nothing was changed."]}) from None

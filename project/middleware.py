@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 
+from django.core.exceptions import BadRequest
 from django.http import HttpRequest, HttpResponse
 
 from project.views import health
@@ -56,4 +57,20 @@ class HealthCheckMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path_info == HEALTH_PATH and request.method in ("GET", "HEAD"):
             return health(request)
+        return self.get_response(request)
+
+
+class RefuseNulMiddleware:
+    """A NUL in the path or the query string is a 400 `bad_request` at once: no page or API
+    parameter means one, and PostgreSQL cannot even compare text with it (a 500 otherwise)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.GET
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in value for value in query.getlist(key)) for key in query
+        ):
+            raise BadRequest("The address holds a NUL character.")
         return self.get_response(request)

@@ -5,7 +5,7 @@ query parameters several endpoints read the same way."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
@@ -27,6 +27,14 @@ ErrorSerializer = inline_serializer(
         ),
         "retry_after": serializers.IntegerField(
             required=False, help_text="Seconds to wait (quota_exceeded, throttled)."
+        ),
+        "current_version": serializers.IntegerField(
+            required=False, help_text="The object's version now (version_conflict)."
+        ),
+        "later_entries": serializers.ListField(
+            child=serializers.IntegerField(),
+            required=False,
+            help_text="The audit entries to roll back first (rollback_conflict).",
         ),
     },
 )
@@ -77,9 +85,12 @@ def moment_param(name: str, raw: str) -> datetime:
     """A date-and-time query parameter, with its offset; else a validation_error naming it."""
     try:
         moment = parse_datetime(raw)
-    except ValueError:
+        # In UTC: databases refuse some offsets Python takes (PostgreSQL: beyond ±15:59), and a
+        # moment at the edge of the calendar must fail here, not in the query.
+        moment = moment.astimezone(UTC) if moment and moment.tzinfo else None
+    except (ValueError, OverflowError):
         moment = None
-    if moment is None or moment.tzinfo is None:
+    if moment is None:
         raise ValidationError(
             {name: ["A date and time with its offset, e.g. 2026-12-01T09:00:00Z."]}
         )

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from policies import presets
 from policies.models import AuditEntry, HeaderRule, UploadPolicy
-from policies.services import policy_delete, rule_create, rule_delete
+from policies.services import policy_delete, rule_create, rule_delete, snapshot
 from tests.uploads.ops import change_policy, make_policy
 
 pytestmark = pytest.mark.django_db
@@ -187,6 +187,7 @@ def test_an_export_imported_into_an_empty_database_reproduces_every_object(tmp_p
         rollback_note="y",
     )
     reviewed = exported()
+    before_state = database_state()
     counts = (UploadPolicy.objects.count(), HeaderRule.objects.count())
     assert counts[0] >= 2
     assert counts[1] >= 2
@@ -200,6 +201,7 @@ def test_an_export_imported_into_an_empty_database_reproduces_every_object(tmp_p
 
     printed = import_file(tmp_path, reviewed)
 
+    assert database_state() == before_state
     assert exported() == reviewed
     assert (UploadPolicy.objects.count(), HeaderRule.objects.count()) == counts
     reports = UploadPolicy.objects.get(slug="reports")
@@ -214,3 +216,64 @@ def test_an_export_imported_into_an_empty_database_reproduces_every_object(tmp_p
 
     assert "Nothing to change." in import_file(tmp_path, reviewed)
     assert AuditEntry.objects.filter(seq__gt=before).count() == sum(counts)
+
+
+def database_state() -> dict[str, dict[str, dict]]:
+    """Every policy and rule as stored, field by field (what the database holds, not what the
+    export says), keyed by natural key; ids, versions and times aside."""
+    aside = {"id", "version", "created_at", "updated_at"}
+    return {
+        model.__name__: {
+            str(obj): {k: v for k, v in snapshot(obj).items() if k not in aside}
+            for obj in model.objects.all()
+        }
+        for model in (UploadPolicy, HeaderRule)
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "section", "key"),
+    [(UploadPolicy, "upload_policies", "slug"), (HeaderRule, "header_rules", "name")],
+)
+def test_the_export_holds_every_editable_field(model, section, key):
+    seeded = json.loads(exported())[section]
+    assert seeded, "the migrations seed at least one of each"
+    editable = {
+        f.attname
+        for f in model._meta.concrete_fields
+        if f.editable and not f.primary_key and f.attname not in {"version", key}
+    }
+    assert all(set(fields) == editable for fields in seeded.values())
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"format": 1}', "missing section 'upload_policies'"),
+        ('{"format": 1, "upload_policies": {}}', "missing section 'header_rules'"),
+        ('{"format": true, "upload_policies": {}, "header_rules": {}}', "not a policies export"),
+        ('{"format": 1.0, "upload_policies": {}, "header_rules": {}}', "not a policies export"),
+    ],
+)
+def test_a_document_that_would_delete_by_omission_is_refused(tmp_path, text, says):
+    policies_before = UploadPolicy.objects.count()
+    with pytest.raises(CommandError, match=says):
+        import_file(tmp_path, text, "--dry-run")
+    with pytest.raises(CommandError, match=says):
+        import_file(tmp_path, text)
+    assert UploadPolicy.objects.count() == policies_before
+
+
+def test_a_dry_run_refuses_what_the_real_run_would(tmp_path, default_policy):
+    document = json.loads(exported())
+    document["upload_policies"]["default"]["max_file_size_bytes"] = 0
+    entries = AuditEntry.objects.count()
+    with pytest.raises(CommandError, match=r"upload_policies\.default: max_file_size_bytes"):
+        import_file(tmp_path, json.dumps(document), "--dry-run")
+    document["upload_policies"]["default"]["title"] = "Checked"
+    document["upload_policies"]["default"]["max_file_size_bytes"] = 1024
+    printed = import_file(tmp_path, json.dumps(document), "--dry-run")
+    assert "Dry run: 1 change(s) checked, none made." in printed
+    default_policy.refresh_from_db()
+    assert (default_policy.title, default_policy.max_file_size_bytes) == ("Default", 10485760)
+    assert AuditEntry.objects.count() == entries

@@ -12,9 +12,11 @@ from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.utils import timezone
 
+from policies.headers import rule_sets
+from policies.services import rule_create
 from tests.headers.test_csp_reports import post as post_report
 from tests.headers.test_csp_reports import report_uri_body
-from tests.uploads.ops import api_upload, token_client_for
+from tests.uploads.ops import api_upload, make_policy, token_client_for
 from uploads.models import UploadEvent
 
 pytestmark = pytest.mark.django_db
@@ -114,3 +116,42 @@ def test_the_preview_refuses_a_path_without_a_slash(owner):
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json()["code"] == "validation_error"
     assert "path" in response.json()["fields"]
+
+
+def test_upload_events_filter_by_policy_and_before_a_time(owner, actor, events):
+    make_policy(actor, "notes")
+    api_upload(token_client_for(owner), "n.txt", b"note\n", policy="notes")
+    api = granted(owner, "view_uploadevent")
+    notes = api.get("/api/v1/upload-events/", {"policy": "notes"}).json()
+    assert [e["filename"] for e in notes["results"]] == ["n.txt"]
+    UploadEvent.objects.filter(filename="a.txt").update(
+        created_at=timezone.now() - timedelta(days=3)
+    )
+    until = (timezone.now() - timedelta(days=1)).isoformat()
+    older = api.get("/api/v1/upload-events/", {"until": until}).json()
+    assert [e["filename"] for e in older["results"]] == ["a.txt"]
+
+
+def test_the_preview_for_a_host_matches_the_command(owner, actor, settings):
+    settings.ALLOWED_HOSTS = ["testserver", "shop.example.com", "other.example.com"]
+    rule_create(
+        data={
+            "name": "shop",
+            "host": "shop.example.com",
+            "path": "/",
+            "priority": 900,
+            "custom_headers": {"X-Shop": "yes"},
+        },
+        actor=actor,
+        reason="x",
+        rollback_note="y",
+    )
+    rule_sets.clear()
+    api = granted(owner, "view_headerrule")
+    for host, expected in (("shop.example.com", True), ("other.example.com", False)):
+        rows = api.get("/api/v1/headers/preview/", {"path": "/", "host": host}).json()
+        printed = StringIO()
+        call_command("headers_preview", "/", "--host", host, stdout=printed)
+        assert ("X-Shop: yes" in printed.getvalue()) is expected
+        assert any(r["header"] == "X-Shop" for r in rows) is expected
+        assert len(rows) == len(printed.getvalue().strip().splitlines())

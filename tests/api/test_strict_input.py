@@ -8,7 +8,7 @@ from http import HTTPStatus
 
 import pytest
 
-from policies.models import AuditEntry, UploadPolicy
+from policies.models import AuditEntry, HeaderRule, UploadPolicy
 from tests.uploads.ops import api_upload, token_client_for
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +38,8 @@ def refused_field(response) -> str:
         ("since=", "since"),
         ("until=yesterday", "until"),
         ("object_type=user", "object_type"),
+        ("since=0001-01-01T00:00:00%2B14:00", "since"),
+        ("until=9999-12-31T23:59:59-14:00", "until"),
         ("action=", "action"),
     ],
 )
@@ -122,3 +124,47 @@ def test_the_idempotency_key_header_follows_its_pattern(owner, upload_dirs, key,
         assert response.status_code == HTTPStatus.BAD_REQUEST
         assert response.json()["code"] == "bad_request"
         assert "Idempotency-Key" in response.json()["detail"]
+
+
+def test_an_offset_the_database_would_refuse_is_read_in_utc(staff_api):
+    # Python takes +18:52; PostgreSQL refuses offsets beyond ±15:59 (a 500 before).
+    response = staff_api.get("/api/v1/audit/?since=2026-01-30T11:57:18%2B18:52")
+    assert response.status_code == HTTPStatus.OK
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/audit/?actor=%00",
+        "/api/v1/upload-events/?user=a%00b",
+        "/api/v1/uploads/?policy=%00",
+    ],
+)
+def test_a_nul_in_the_address_is_a_bad_request(staff_api, url):
+    response = staff_api.get(url)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["code"] == "bad_request"
+
+
+def test_a_nul_in_a_page_address_is_a_bad_request(client):
+    assert client.get("/upload/a%00b/").status_code == HTTPStatus.BAD_REQUEST
+
+
+@pytest.mark.parametrize(
+    ("if_match", "status"),
+    [
+        ('W/"1"', HTTPStatus.BAD_REQUEST),
+        ('"1', HTTPStatus.BAD_REQUEST),
+        ('"' + "9" * 5000 + '"', HTTPStatus.BAD_REQUEST),
+        ('"2"', HTTPStatus.CONFLICT),
+        ("1", HTTPStatus.NO_CONTENT),
+    ],
+)
+def test_if_match_is_a_strong_version_tag(staff_api, if_match, status):
+    rule = HeaderRule.objects.order_by("pk").first()
+    assert rule.version == 1
+    response = staff_api.delete(
+        f"/api/v1/header-rules/{rule.pk}/?reason=r&rollback_note=n", HTTP_IF_MATCH=if_match
+    )
+    assert response.status_code == status
+    assert HeaderRule.objects.filter(pk=rule.pk).exists() is (status != HTTPStatus.NO_CONTENT)

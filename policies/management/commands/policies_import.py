@@ -20,7 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("file")
         parser.add_argument("--reason", required=True, help="why (in the audit log)")
         parser.add_argument("--rollback-note", required=True, help="how to undo it")
-        parser.add_argument("--dry-run", action="store_true", help="print the changes only")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="print and check the changes, make none"
+        )
 
     def handle(self, *args, **options):
         try:
@@ -34,15 +36,16 @@ class Command(BaseCommand):
             if not changes:
                 self.stdout.write("Nothing to change.")
                 return
-            if options["dry_run"]:
-                self.stdout.write(f"Dry run: {len(changes)} change(s) not made.")
-                return
             apply(
                 changes,
                 actor=Actor.system(),
                 reason=options["reason"],
                 rollback_note=options["rollback_note"],
+                dry_run=options["dry_run"],
             )
+            if options["dry_run"]:
+                self.stdout.write(f"Dry run: {len(changes)} change(s) checked, none made.")
+                return
         except ImportRefused as refused:
             raise CommandError(f"{options['file']}: {refused}; nothing was changed.") from None
         self.stdout.write(f"Imported: {len(changes)} change(s), each an audit entry.")
