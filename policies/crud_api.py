@@ -303,9 +303,7 @@ UploadPolicyList = _list_schema(UploadPolicySerializer, _policy_as_read)(
 )
 UploadPolicyDetail = _detail_schema(
     UploadPolicySerializer, _policy_as_read(), delete_conflicts=("policy_in_use",)
-)(
-    type("UploadPolicyDetail", (PolicyVisibility, ObjectDetail), POLICY_SERVICES)
-)
+)(type("UploadPolicyDetail", (PolicyVisibility, ObjectDetail), POLICY_SERVICES))
 HeaderRuleList = _list_schema(HeaderRuleSerializer)(
     type("HeaderRuleList", (ObjectList,), RULE_SERVICES)
 )
