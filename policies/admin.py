@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import csrf_protect_m
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ERROR_FLAG, ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
@@ -28,8 +30,10 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
+from django.utils.timesince import timesince
 
 from policies import headers, selectors, services
+from policies.admin_help import POLICY_HELP, RULE_HELP, WHY_HELP
 from policies.forms import (
     BYTE_FIELDS,
     AuditedModelForm,
@@ -47,23 +51,38 @@ from policies.presets import PRESETS
 from policies.services import KINDS, Actor, Kind
 from policies.units import format_bytes
 from project.errors import PolicyConflict
-from uploads.selectors import rehearsal_report
+from uploads.selectors import Outcomes, rehearsal_report, release_watch
 
 # The request attribute that carries a service's refusal into the form shown again (see below).
 REFUSAL_ATTR = "_policies_service_refusal"
 HISTORY_LIMIT = 100
+# History rows that show what their change did (older ones: on their audit entry's page).
+HISTORY_WATCHED = 10
 
 WHY_FIELDSET = (
-    "Why (required for every save)",
+    "Why: reason and rollback note (required for every save)",
     {
         "classes": ("policies-why",),
-        "description": "Kept in the audit log with your name; a save without both is refused.",
+        "description": "Kept in the audit log with your name and the change; a save without "
+        "both is refused. The rollback note tells whoever undoes this change how.",
         "fields": ("reason", "rollback_note", "based_on_version"),
     },
 )
 
 
+def section(title: str, description: str, *fields: str | tuple[str, ...]) -> tuple:
+    """A fieldset of the change form: a titled group of fields with a line saying what it is."""
+    options: dict[str, Any] = {"fields": fields}
+    if description:
+        options["description"] = description
+    return (title, options)
+
+
 # --- Showing values and diffs -------------------------------------------------------------------
+
+
+# How a missing value (no field before a create, none after a delete, an empty one) reads.
+NOTHING = "—"
 
 
 @dataclass(frozen=True)
@@ -73,11 +92,19 @@ class DiffRow:
     before: str
     after: str
 
+    @property
+    def had_value(self) -> bool:
+        return self.before != NOTHING
+
+    @property
+    def has_value(self) -> bool:
+        return self.after != NOTHING
+
 
 def describe(name: str, value: Any) -> str:
     """A stored value as an admin reads it: sizes humanized, lists joined, booleans in words."""
     if value is None or value == "":
-        return "—"
+        return NOTHING
     if isinstance(value, bool):
         return "yes" if value else "no"
     if name in BYTE_FIELDS and isinstance(value, int):
@@ -116,10 +143,34 @@ def render_diff(kind: Kind, diff: dict[str, dict[str, Any]]) -> SafeString:
 def mode_badge(obj: UploadPolicy | HeaderRule) -> str:
     if obj.mode == Mode.REPORT_ONLY:
         return format_html(
-            '<span class="policies-rehearsal" title="{}">REHEARSAL</span>',
-            "Report only: records what it would refuse, refuses nothing.",
+            '<span class="policies-rehearsal" title="{}">report-only</span>',
+            "A rehearsal: records what it would do, enforces nothing.",
         )
     return obj.get_mode_display()
+
+
+def size_text(value: Any) -> str:
+    """A number of bytes as "10 MiB (10485760 bytes)"; empty for anything else."""
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        return ""
+    return f"{format_bytes(size)} ({size} bytes)" if size >= 0 else ""
+
+
+class ByteSizeInput(forms.NumberInput):
+    """A size in bytes, with the size as people read it beside the box (policies/admin.js keeps
+    it up to date while the admin types)."""
+
+    def render(self, name: str, value: Any, attrs: dict | None = None, renderer=None) -> str:
+        box = super().render(name, value, attrs, renderer)
+        element_id = (attrs or {}).get("id", "")
+        return format_html(
+            '{} <output class="policies-size" for="{}" aria-live="polite">{}</output>',
+            box,
+            element_id,
+            size_text(value),
+        )
 
 
 # --- Rolling back -------------------------------------------------------------------------------
@@ -174,9 +225,16 @@ class RollbackMixin:
             "later": services.later_entries(entry),
             "form": form,
             "history_url": history_url(self.admin_site, entry),
+            "watch": self._release_watch(request, entry),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/policies/rollback_confirmation.html", context)
+
+    def _release_watch(self, request: HttpRequest, entry: AuditEntry) -> str:
+        """What the change did to uploads, to weigh before undoing it (policies only)."""
+        if entry.object_type != services.POLICY.object_type:
+            return ""
+        return render_release_watch(entry, events_url=events_url_for(self.admin_site, request))
 
     def _roll_back(
         self, request: HttpRequest, entry: AuditEntry, form: RollbackForm
@@ -203,6 +261,86 @@ class RollbackMixin:
         return HttpResponseRedirect(history_url(self.admin_site, entry))
 
 
+# --- Watching what a policy change did ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchSide:
+    """One side of a change, each number linked to its events (when the admin may see them)."""
+
+    outcomes: Outcomes
+    accepted_url: str
+    refused_url: str
+    would_refuse_url: str
+    codes: list[tuple[str, int, str]]  # (refusal code, uploads, link)
+
+
+def watch_side(outcomes: Outcomes, events_url: str) -> WatchSide:
+    def link(**params: str) -> str:
+        if not events_url:
+            return ""
+        window = {
+            "policy_slug": outcomes.policy_slug,
+            "created_at__gte": outcomes.start.isoformat(),
+            "created_at__lt": outcomes.end.isoformat(),
+        }
+        return f"{events_url}?{urlencode({**params, **window})}"
+
+    return WatchSide(
+        outcomes=outcomes,
+        accepted_url=link(outcome="accepted"),
+        refused_url=link(outcome="refused"),
+        would_refuse_url=link(outcome="would_refuse"),
+        codes=[(code, n, link(code=code)) for code, n in outcomes.top_codes],
+    )
+
+
+def render_release_watch(entry: AuditEntry, *, events_url: str) -> SafeString:
+    """Accepted and refused uploads under the policy, as long before the change as after it."""
+    before_state, after_state = entry.before or entry.after, entry.after or entry.before
+    watch = release_watch(
+        changed_at=entry.created_at,
+        before_slug=before_state["slug"],
+        after_slug=after_state["slug"],
+    )
+    again = (
+        selectors.audit_entries_for(object_type=entry.object_type, object_id=entry.object_id)
+        .filter(seq__gt=entry.seq, created_at__lt=entry.created_at + watch.window)
+        .order_by("seq")
+        .first()
+    )
+    context = {
+        "watch": watch,
+        "window": timesince(entry.created_at - watch.window, entry.created_at),
+        "just_made": watch.window < timedelta(minutes=1),
+        "sides": [
+            ("Before", watch_side(watch.before, events_url)),
+            ("After", watch_side(watch.after, events_url)),
+        ],
+        "changed_again": again,
+        "trend": refusal_trend(watch.before, watch.after),
+        "expected_result": after_state.get("expected_result", ""),
+    }
+    return render_to_string("admin/policies/includes/release_watch.html", context)
+
+
+def refusal_trend(before: Outcomes, after: Outcomes) -> str:
+    """Whether a larger share of uploads is refused after the change ("worse"), a smaller one
+    ("better"), or neither ("", also when either side saw no upload)."""
+    if before.refused_percent is None or after.refused_percent is None:
+        return ""
+    if after.refused_percent == before.refused_percent:
+        return ""
+    return "worse" if after.refused_percent > before.refused_percent else "better"
+
+
+def events_url_for(site: admin.AdminSite, request: HttpRequest) -> str:
+    """The upload event list, for those who may read it (the counts alone are for everyone)."""
+    if not request.user.has_perm("uploads.view_uploadevent"):
+        return ""
+    return reverse(f"{site.name}:uploads_uploadevent_changelist")
+
+
 # --- Policies and rules -------------------------------------------------------------------------
 
 
@@ -210,6 +348,9 @@ class AuditedAdmin(RollbackMixin, admin.ModelAdmin):
     """A ModelAdmin whose every write is a service call with a reason and a rollback note."""
 
     kind: ClassVar[Kind]
+    field_help: ClassVar[dict[str, str]] = {}
+    # JSON fields that hold more than a line or two get a taller box.
+    tall_fields: ClassVar[frozenset[str]] = frozenset()
     actions = ["delete_with_reason"]
     readonly_fields = ("version", "updated_at")
     object_history_template = "admin/policies/audited_history.html"
@@ -218,6 +359,19 @@ class AuditedAdmin(RollbackMixin, admin.ModelAdmin):
 
     class Media:
         css = {"all": ("policies/admin.css",)}
+        js = ("policies/admin.js",)
+
+    def formfield_for_dbfield(
+        self, db_field: models.Field, request: HttpRequest, **kwargs: Any
+    ) -> forms.Field | None:
+        """Each field with its help and an example; sizes in bytes shown as people read them."""
+        if db_field.name in self.field_help:
+            kwargs["help_text"] = self.field_help[db_field.name]
+        if db_field.name in BYTE_FIELDS:
+            kwargs["widget"] = ByteSizeInput
+        if db_field.name in self.tall_fields:
+            kwargs["widget"] = forms.Textarea(attrs={"rows": 12, "cols": 80})
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     # The writes each model's services offer.
     def service_create(self, *, data: dict[str, Any], actor: Actor, **why: str) -> Any:
@@ -239,6 +393,10 @@ class AuditedAdmin(RollbackMixin, admin.ModelAdmin):
         form = super().get_form(request, obj, change, **kwargs)
         # modelform_factory made this class for this request, so the attribute stays here.
         form.service_error = getattr(request, REFUSAL_ATTR, None)
+        for name, text in WHY_HELP.items():
+            # A copy: the declared field is shared with every other form class.
+            form.base_fields[name] = copy.copy(form.base_fields[name])
+            form.base_fields[name].help_text = text
         return form
 
     def changeform_view(
@@ -442,12 +600,21 @@ class AuditedAdmin(RollbackMixin, admin.ModelAdmin):
         return TemplateResponse(request, self.object_history_template, context)
 
     def _history_rows(self, request: HttpRequest, entries: list[AuditEntry]) -> list[dict]:
+        watching = self.kind is services.POLICY
+        events_url = events_url_for(self.admin_site, request)
         rows = []
         for index, entry in enumerate(entries):
             can = index == 0 and may_roll_back(self.admin_site, request, entry)
             url = self._url("rollback", entry.object_id, entry.seq) if can else ""
+            watched = watching and index < HISTORY_WATCHED
+            watch = render_release_watch(entry, events_url=events_url) if watched else ""
             rows.append(
-                {"entry": entry, "diff": diff_rows(self.kind, entry.diff), "rollback_url": url}
+                {
+                    "entry": entry,
+                    "diff": diff_rows(self.kind, entry.diff),
+                    "rollback_url": url,
+                    "watch": watch,
+                }
             )
         return rows
 
@@ -468,14 +635,16 @@ class AuditedAdmin(RollbackMixin, admin.ModelAdmin):
 class UploadPolicyAdmin(AuditedAdmin):
     kind = services.POLICY
     form = PolicyForm
+    field_help = POLICY_HELP
+    # The mode comes early, so the report-only mark shows even when the list is cut off.
     list_display = (
         "slug",
-        "title",
-        "enabled",
         "mode_column",
+        "enabled",
+        "title",
         "max_file_size",
         "max_files_per_request",
-        "scan",
+        "scan_column",
         "owner",
         "version",
         "updated_at",
@@ -483,44 +652,67 @@ class UploadPolicyAdmin(AuditedAdmin):
     list_filter = ("enabled", "mode", "scan", "upload_access")
     search_fields = ("slug", "title", "owner", "notes")
     fieldsets = (
-        (
+        section(
             "Ownership",
-            {"fields": (("slug", "title"), "owner", "expected_result", "notes")},
+            "Which upload target this is, who answers for it and what it should do.",
+            ("slug", "title"),
+            "owner",
+            "expected_result",
+            "notes",
         ),
-        ("Status", {"fields": (("enabled", "mode"), ("version", "updated_at"))}),
-        (
+        section(
+            "Status",
+            "Whether it applies, and whether it enforces or only rehearses.",
+            ("enabled", "mode"),
+            ("version", "updated_at"),
+        ),
+        section(
             "Limits",
-            {"fields": ("max_file_size_bytes", "max_files_per_request", "max_request_bytes")},
+            "Sizes are in bytes; the size as people read it is shown beside each box.",
+            "max_file_size_bytes",
+            "max_files_per_request",
+            "max_request_bytes",
         ),
-        ("Types", {"fields": ("allowed_types", "allowed_extensions")}),
-        ("File names", {"fields": ("filename_max_bytes", "filename_allow_non_ascii")}),
-        ("Images", {"fields": ("image_max_pixels", "image_max_side", "image_reencode")}),
-        (
+        section(
+            "Types",
+            "A file passes when both its sniffed type and its extension are listed.",
+            "allowed_types",
+            "allowed_extensions",
+        ),
+        section("File names", "", "filename_max_bytes", "filename_allow_non_ascii"),
+        section(
+            "Images",
+            "Checked from the image's header before it is decoded.",
+            "image_max_pixels",
+            "image_max_side",
+            "image_reencode",
+        ),
+        section(
             "Documents (PDF)",
-            {
-                "fields": (
-                    "pdf_refuse_javascript",
-                    "pdf_refuse_launch_actions",
-                    "pdf_refuse_embedded_files",
-                    "pdf_refuse_xfa",
-                )
-            },
+            "Active content refused in PDFs.",
+            "pdf_refuse_javascript",
+            "pdf_refuse_launch_actions",
+            "pdf_refuse_embedded_files",
+            "pdf_refuse_xfa",
         ),
-        (
+        section(
             "Archives",
-            {
-                "fields": (
-                    "archive_max_entries",
-                    "archive_max_expanded_bytes",
-                    "archive_max_ratio",
-                    "archive_max_depth",
-                )
-            },
+            "ZIP, TAR, gzip and Office files, read without extracting anything.",
+            "archive_max_entries",
+            "archive_max_expanded_bytes",
+            "archive_max_ratio",
+            "archive_max_depth",
         ),
-        ("Scanning", {"fields": ("scan",)}),
-        ("Who may upload", {"fields": ("upload_access", "allowed_groups")}),
-        ("Quota", {"fields": ("quota_files", "quota_bytes", "quota_period_seconds")}),
-        ("Retention and serving", {"fields": ("retention_days", "serve_images_inline")}),
+        section("Scanning", "", "scan"),
+        section("Who may upload", "", "upload_access", "allowed_groups"),
+        section(
+            "Quota",
+            "Per user, over a rolling period.",
+            "quota_files",
+            "quota_bytes",
+            "quota_period_seconds",
+        ),
+        section("Retention and serving", "", "retention_days", "serve_images_inline"),
         WHY_FIELDSET,
     )
     readonly_fields = (*AuditedAdmin.readonly_fields, "rehearsal")
@@ -558,6 +750,10 @@ class UploadPolicyAdmin(AuditedAdmin):
     @admin.display(description="max file size", ordering="max_file_size_bytes")
     def max_file_size(self, obj: UploadPolicy) -> str:
         return obj.max_file_size_display
+
+    @admin.display(description="scan", ordering="scan")
+    def scan_column(self, obj: UploadPolicy) -> str:
+        return format_html('<span title="{}">{}</span>', obj.get_scan_display(), obj.scan)
 
     def service_create(self, *, data: dict[str, Any], actor: Actor, **why: str) -> UploadPolicy:
         return services.policy_create(data=data, actor=actor, **why)
@@ -619,52 +815,68 @@ class RuleChangeList(ChangeList):
 class HeaderRuleAdmin(AuditedAdmin):
     kind = services.RULE
     form = RuleForm
+    field_help = RULE_HELP
+    tall_fields = frozenset({"csp", "permissions_policy"})
     actions = [*AuditedAdmin.actions, "copy_as_rehearsal"]
     change_list_template = "admin/policies/headerrule/change_list.html"
     rehearsal_template = "admin/policies/headerrule/copy_as_rehearsal.html"
     list_display = (
         "name",
+        "mode_column",
+        "enabled",
         "match_type",
         "path",
         "host",
         "priority",
-        "enabled",
-        "mode_column",
         "version",
     )
     list_filter = ("enabled", "mode", "match_type")
     search_fields = ("name", "path", "host", "description", "owner", "notes")
     fieldsets = (
-        ("Rule", {"fields": ("name", "description", ("enabled", "mode"), "version")}),
-        ("Where", {"fields": ("match_type", "path", "host", "priority")}),
-        ("Content Security Policy", {"fields": ("csp",)}),
-        (
+        section(
+            "Rule",
+            "Its name, and whether it applies and enforces or only rehearses.",
+            "name",
+            "description",
+            ("enabled", "mode"),
+            "version",
+        ),
+        section(
+            "Where",
+            "Which requests it applies to. Check with the preview on the rule list.",
+            "match_type",
+            "path",
+            "host",
+            "priority",
+        ),
+        section("Content Security Policy", "", "csp"),
+        section(
             "Transport and framing",
-            {
-                "fields": (
-                    ("hsts_max_age", "hsts_include_subdomains", "hsts_preload"),
-                    "x_frame_options",
-                    "cross_origin_opener_policy",
-                    "cross_origin_embedder_policy",
-                    "cross_origin_resource_policy",
-                )
-            },
+            "",
+            "hsts_max_age",
+            ("hsts_include_subdomains", "hsts_preload"),
+            "x_frame_options",
+            "cross_origin_opener_policy",
+            "cross_origin_embedder_policy",
+            "cross_origin_resource_policy",
         ),
-        (
+        section(
             "Other headers",
-            {
-                "fields": (
-                    "referrer_policy",
-                    "permissions_policy",
-                    "x_content_type_options_nosniff",
-                    "cache_control",
-                    "x_permitted_cross_domain_policies",
-                    "reporting_endpoints",
-                )
-            },
+            "",
+            "referrer_policy",
+            "permissions_policy",
+            "x_content_type_options_nosniff",
+            "cache_control",
+            "x_permitted_cross_domain_policies",
+            "reporting_endpoints",
         ),
-        ("Custom and removed headers", {"fields": ("custom_headers", "remove_headers")}),
-        ("Ownership", {"fields": ("owner", "expected_result", "notes")}),
+        section(
+            "Custom and removed headers",
+            "Headers no field above sets, and headers to take off responses.",
+            "custom_headers",
+            "remove_headers",
+        ),
+        section("Ownership", "", "owner", "expected_result", "notes"),
         WHY_FIELDSET,
     )
 
@@ -837,15 +1049,31 @@ class AuditEntryAdmin(RollbackMixin, admin.ModelAdmin):
             },
         ),
         ("Why", {"fields": ("reason", "rollback_note", "rolls_back_seq")}),
-        ("Change", {"fields": ("diff_table", "before_json", "after_json")}),
+        ("Change", {"fields": ("diff_table",)}),
+        (
+            "Snapshots before and after",
+            {"classes": ("collapse",), "fields": ("before_json", "after_json")},
+        ),
         ("Request", {"fields": ("actor_user", "request_id", "client_ip")}),
         ("Chain", {"classes": ("collapse",), "fields": ("key_id", "prev_hash", "entry_hash")}),
     )
-    readonly_fields = tuple(
-        name
-        for _, options in fieldsets
-        for line in options["fields"]
-        for name in (line if isinstance(line, tuple) else (line,))
+    # After the change, for upload policies: what uploads did before and after it.
+    WATCH_FIELDSET = (
+        "Watch after release",
+        {
+            "description": "Accepted and refused uploads under this policy for the same length "
+            "of time before and after the change.",
+            "fields": ("release_watch_panel",),
+        },
+    )
+    readonly_fields = (
+        *(
+            name
+            for _, options in fieldsets
+            for line in options["fields"]
+            for name in (line if isinstance(line, tuple) else (line,))
+        ),
+        "release_watch_panel",
     )
 
     class Media:
@@ -859,6 +1087,17 @@ class AuditEntryAdmin(RollbackMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
         return False
+
+    def get_fieldsets(self, request: HttpRequest, obj: AuditEntry | None = None) -> Any:
+        if obj is None or obj.object_type != services.POLICY.object_type:
+            return self.fieldsets
+        # This request's copy of the entry carries where its numbers may link (see below).
+        obj.events_url = events_url_for(self.admin_site, request)
+        return (*self.fieldsets[:3], self.WATCH_FIELDSET, *self.fieldsets[3:])
+
+    @admin.display(description="uploads")
+    def release_watch_panel(self, entry: AuditEntry) -> SafeString:
+        return render_release_watch(entry, events_url=getattr(entry, "events_url", ""))
 
     @admin.display(description="reason")
     def short_reason(self, entry: AuditEntry) -> str:
