@@ -12,12 +12,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_safe
 
 from policies.filetypes import label_of
-from policies.models import UploadPolicy
+from policies.models import Mode, UploadPolicy
 from policies.selectors import may_upload
+from policies.units import format_bytes
 from project.errors import PortcullisError, UploadRejected
 from uploads import idempotency, services
 from uploads.models import Upload
@@ -76,6 +79,10 @@ def _form(request: HttpRequest, slug: str, refusal: PortcullisError | None = Non
         "accept": ",".join(_accept(policy)) if usable else "",
         "extensions": _accept(policy) if usable else [],
         "type_labels": [label_of(t) for t in policy.allowed_types] if usable else [],
+        # Read by static/uploads/upload.js: it uploads each file to the API under this policy,
+        # and checks the policy's limits first where the server would enforce them.
+        "api_url": f"{reverse('api-uploads')}?{urlencode({'policy': slug})}",
+        "prechecks": usable and policy.mode == Mode.ENFORCE,
         # One-time token: a double submit of this form makes one upload (uploads.idempotency).
         "idempotency_field": idempotency.FORM_FIELD,
         "idempotency_key": secrets.token_urlsafe(24),
@@ -103,7 +110,14 @@ def _accept(policy: UploadPolicy) -> list[str]:
 @require_safe
 def my_uploads(request: HttpRequest) -> HttpResponse:
     uploads = uploads_visible_to(request.user).filter(owner=request.user)
-    return render(request, "uploads/mine.html", {"uploads": uploads})
+    return render(request, "uploads/mine.html", {"uploads": [_shown(u) for u in uploads]})
+
+
+def _shown(upload: Upload) -> Upload:
+    """The upload with its size and type worded as the upload page words them."""
+    upload.size_display = format_bytes(upload.size_bytes)
+    upload.type_label = label_of(upload.content_type)
+    return upload
 
 
 @login_required
@@ -122,4 +136,5 @@ def delete(request: HttpRequest, pk: str) -> HttpResponse:
         services.upload_delete(upload=upload, uploader=uploader_of(request))
         messages.success(request, f"Deleted {upload.original_name}.")
         return redirect("uploads:mine")
-    return render(request, "uploads/confirm_delete.html", {"upload": upload, "allowed": True})
+    context = {"upload": _shown(upload), "allowed": True}
+    return render(request, "uploads/confirm_delete.html", context)
