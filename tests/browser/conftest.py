@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,25 +57,30 @@ FAILED_RESOURCE = re.compile(
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 
 
-@pytest.fixture
-def page(browser):
-    """A fresh browser context whose pages are watched: every CSP violation (caught by the
-    `securitypolicyviolation` listener) and every console or script error fails the test at
-    teardown, unless the test expected it. `page.console_messages` keeps every console line."""
-    context = browser.new_context()
+@contextmanager
+def watched_page(browser, *, javascript: bool = True):
+    """A page in a fresh browser context, watched: every CSP violation and every console or
+    script error fails the test at the end, unless the test expected it (`expected_errors`,
+    `allow_refusals`). With JavaScript on, the `securitypolicyviolation` listener reports each
+    violation (`page.violations`); with it off, Chromium's console line for each one still fails
+    the test. `page.console_messages` keeps every console line."""
+    context = browser.new_context(java_script_enabled=javascript)
     new_page = context.new_page()
     new_page.console_messages = []
     new_page.console_errors = []
     new_page.violations = []
     new_page.expected_errors = []
-    context.expose_function(
-        "portcullisViolation", lambda report: new_page.violations.append(report)
-    )
-    context.add_init_script(VIOLATION_LISTENER)
+    if javascript:
+        context.expose_function(
+            "portcullisViolation", lambda report: new_page.violations.append(report)
+        )
+        context.add_init_script(VIOLATION_LISTENER)
     new_page.on("console", lambda message: _console(new_page, message))
     new_page.on("pageerror", lambda error: new_page.console_errors.append(f"uncaught: {error}"))
-    yield new_page
-    context.close()
+    try:
+        yield new_page
+    finally:
+        context.close()
     assert new_page.violations == [], "CSP violations"
     unexpected = [
         line
@@ -82,6 +88,12 @@ def page(browser):
         if not any(pattern.search(line) for pattern in new_page.expected_errors)
     ]
     assert unexpected == [], "console errors"
+
+
+@pytest.fixture
+def page(browser):
+    with watched_page(browser) as new_page:
+        yield new_page
 
 
 def _console(page, message) -> None:

@@ -7,9 +7,8 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from policies.headers import rule_sets
-from tests.browser.conftest import csp_violations, screenshot
+from tests.browser.conftest import csp_violations, screenshot, watched_page
 from tests.browser.test_headers_in_browser import log_in
-from tests.browser.test_upload_page_in_browser import page_without_javascript
 from tests.uploads import make_images
 from tests.uploads.ops import api_upload, make_policy, token_client_for
 from uploads.models import Upload, UploadEvent
@@ -52,7 +51,7 @@ def test_submitting_the_same_form_twice_makes_one_upload(
     browser, live_server, owner, upload_dirs, tmp_path
 ):
     # The form's own post: with JavaScript the page sends each file to the API instead.
-    with page_without_javascript(browser) as page:
+    with watched_page(browser, javascript=False) as page:
         resubmit_the_form(page, live_server, tmp_path)
     assert Upload.objects.count() == 1
 

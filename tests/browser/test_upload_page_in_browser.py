@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from playwright.sync_api import expect
 
 from policies.headers import rule_sets
 from policies.models import UploadPolicy
-from tests.browser.conftest import FAILED_RESOURCE, _console, allow_refusals, screenshot
+from tests.browser.conftest import FAILED_RESOURCE, allow_refusals, screenshot, watched_page
 from tests.browser.test_headers_in_browser import log_in
 from tests.conftest import PASSWORD
 from tests.uploads.ops import change_policy, make_policy
@@ -34,32 +33,9 @@ def fresh_rules():
     rule_sets.clear()
 
 
-@contextmanager
-def page_without_javascript(browser):
-    """A page with JavaScript off. The `page` fixture's violation listener is a script and cannot
-    run here, but Chromium still logs every CSP violation as a console error: any console error
-    not expected (`page.expected_errors`) fails the test."""
-    context = browser.new_context(java_script_enabled=False)
-    new_page = context.new_page()
-    new_page.console_messages = []
-    new_page.console_errors = []
-    new_page.expected_errors = []
-    new_page.on("console", lambda message: _console(new_page, message))
-    try:
-        yield new_page
-    finally:
-        context.close()
-    unexpected = [
-        line
-        for line in new_page.console_errors
-        if not any(pattern.search(line) for pattern in new_page.expected_errors)
-    ]
-    assert unexpected == [], "console errors (CSP violations among them)"
-
-
 @pytest.fixture
 def no_js_page(browser):
-    with page_without_javascript(browser) as new_page:
+    with watched_page(browser, javascript=False) as new_page:
         yield new_page
 
 
