@@ -51,7 +51,7 @@ from policies.presets import PRESETS
 from policies.services import KINDS, Actor, Kind
 from policies.units import format_bytes
 from project.errors import PolicyConflict
-from uploads.selectors import Outcomes, rehearsal_report, release_watch
+from uploads.selectors import WATCH_MAX_WINDOW, Outcomes, rehearsal_report, release_watch
 
 # The request attribute that carries a service's refusal into the form shown again (see below).
 REFUSAL_ATTR = "_policies_service_refusal"
@@ -280,7 +280,7 @@ def watch_side(outcomes: Outcomes, events_url: str) -> WatchSide:
         if not events_url:
             return ""
         window = {
-            "policy_slug": outcomes.policy_slug,
+            "policy_slug__in": ",".join(outcomes.policy_slugs),
             "created_at__gte": outcomes.start.isoformat(),
             "created_at__lt": outcomes.end.isoformat(),
         }
@@ -295,20 +295,24 @@ def watch_side(outcomes: Outcomes, events_url: str) -> WatchSide:
     )
 
 
-def render_release_watch(entry: AuditEntry, *, events_url: str) -> SafeString:
-    """Accepted and refused uploads under the policy, as long before the change as after it."""
+def render_release_watch(entry: AuditEntry, *, events_url: str | None) -> SafeString:
+    """Accepted and refused uploads under the policy, as long before the change as after it;
+    only to those who may read upload events (`events_url` None: a note saying so)."""
+    if events_url is None:
+        return render_to_string("admin/policies/includes/release_watch_hidden.html")
     before_state, after_state = entry.before or entry.after, entry.after or entry.before
+    later = list(
+        selectors.audit_entries_for(object_type=entry.object_type, object_id=entry.object_id)
+        .filter(seq__gt=entry.seq, created_at__lt=entry.created_at + WATCH_MAX_WINDOW)
+        .order_by("seq")
+    )
     watch = release_watch(
         changed_at=entry.created_at,
         before_slug=before_state["slug"],
         after_slug=after_state["slug"],
+        later_slugs=[e.after["slug"] for e in later if e.after],
     )
-    again = (
-        selectors.audit_entries_for(object_type=entry.object_type, object_id=entry.object_id)
-        .filter(seq__gt=entry.seq, created_at__lt=entry.created_at + watch.window)
-        .order_by("seq")
-        .first()
-    )
+    again = next((e for e in later if e.created_at < entry.created_at + watch.window), None)
     context = {
         "watch": watch,
         "window": timesince(entry.created_at - watch.window, entry.created_at),
@@ -334,10 +338,11 @@ def refusal_trend(before: Outcomes, after: Outcomes) -> str:
     return "worse" if after.refused_percent > before.refused_percent else "better"
 
 
-def events_url_for(site: admin.AdminSite, request: HttpRequest) -> str:
-    """The upload event list, for those who may read it (the counts alone are for everyone)."""
+def events_url_for(site: admin.AdminSite, request: HttpRequest) -> str | None:
+    """The upload event list, for those who may read it; None for the others, who see neither
+    the list nor what a change did to uploads (the numbers are event data too)."""
     if not request.user.has_perm("uploads.view_uploadevent"):
-        return ""
+        return None
     return reverse(f"{site.name}:uploads_uploadevent_changelist")
 
 
@@ -1097,7 +1102,7 @@ class AuditEntryAdmin(RollbackMixin, admin.ModelAdmin):
 
     @admin.display(description="uploads")
     def release_watch_panel(self, entry: AuditEntry) -> SafeString:
-        return render_release_watch(entry, events_url=getattr(entry, "events_url", ""))
+        return render_release_watch(entry, events_url=getattr(entry, "events_url", None))
 
     @admin.display(description="reason")
     def short_reason(self, entry: AuditEntry) -> str:

@@ -3,6 +3,7 @@ rehearsal found."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -62,9 +63,9 @@ WATCH_MAX_WINDOW = timedelta(days=7)
 
 @dataclass(frozen=True)
 class Outcomes:
-    """The upload decisions under one policy in [start, end)."""
+    """The upload decisions under one policy in [start, end), by every slug it had there."""
 
-    policy_slug: str
+    policy_slugs: tuple[str, ...]
     start: datetime
     end: datetime
     accepted: int
@@ -75,6 +76,10 @@ class Outcomes:
     @property
     def total(self) -> int:
         return self.accepted + self.refused
+
+    @property
+    def named(self) -> str:
+        return " / ".join(self.policy_slugs)
 
     @property
     def refused_percent(self) -> int | None:
@@ -96,9 +101,11 @@ class ReleaseWatch:
         return self.window >= WATCH_MAX_WINDOW
 
 
-def outcomes(policy_slug: str, start: datetime, end: datetime, *, top: int = 3) -> Outcomes:
+def outcomes(
+    policy_slugs: tuple[str, ...], start: datetime, end: datetime, *, top: int = 3
+) -> Outcomes:
     events = UploadEvent.objects.filter(
-        policy_slug=policy_slug, created_at__gte=start, created_at__lt=end
+        policy_slug__in=policy_slugs, created_at__gte=start, created_at__lt=end
     )
     counts = events.aggregate(
         accepted=Count("id", filter=Q(code=ACCEPTED)),
@@ -111,25 +118,31 @@ def outcomes(policy_slug: str, start: datetime, end: datetime, *, top: int = 3) 
         .annotate(total=Count("id"))
         .order_by("-total", "code")
     )
-    return Outcomes(policy_slug, start, end, **counts, top_codes=list(codes[:top]))
+    return Outcomes(policy_slugs, start, end, **counts, top_codes=list(codes[:top]))
 
 
 def release_watch(
-    *, changed_at: datetime, before_slug: str, after_slug: str, now: datetime | None = None
+    *,
+    changed_at: datetime,
+    before_slug: str,
+    after_slug: str,
+    later_slugs: Sequence[str] = (),
+    now: datetime | None = None,
 ) -> ReleaseWatch:
     """Accepted and refused uploads in equal windows on each side of a change at `changed_at`.
 
     The window is the time since the change, at most WATCH_MAX_WINDOW, so both sides always
     cover the same length of time. The slugs are the policy's before and after the change (a
-    change may rename it).
+    change may rename it), and `later_slugs` any it was renamed to later inside the window.
     """
     now = now or timezone.now()
     window = max(min(now - changed_at, WATCH_MAX_WINDOW), timedelta(0))
+    after_slugs = tuple(dict.fromkeys([after_slug, *later_slugs]))
     return ReleaseWatch(
         changed_at=changed_at,
         window=window,
-        before=outcomes(before_slug, changed_at - window, changed_at),
-        after=outcomes(after_slug, changed_at, changed_at + window),
+        before=outcomes((before_slug,), changed_at - window, changed_at),
+        after=outcomes(after_slugs, changed_at, changed_at + window),
     )
 
 

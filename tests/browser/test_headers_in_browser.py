@@ -48,7 +48,7 @@ def test_no_referrer_would_break_every_form_post(page, live_server, owner, actor
         rollback_note="delete it",
     )
     rule_sets.clear()
-    allow_refusals(page)  # the 403 itself
+    allow_refusals(page, "/accounts/login/")  # the 403 itself
     log_in(page, live_server, "owner")
     assert page.get_by_role("heading").inner_text() == "This form could not be accepted"
     assert page.url.endswith("/accounts/login/")

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from policies.headers import rule_sets
 from policies.models import UploadPolicy
-from tests.browser.conftest import FAILED_RESOURCE, allow_refusals, screenshot, watched_page
+from tests.browser.conftest import allow_refusals, screenshot, watched_page
 from tests.browser.test_headers_in_browser import log_in
 from tests.conftest import PASSWORD
 from tests.uploads.ops import change_policy, make_policy
@@ -169,7 +169,7 @@ def test_without_javascript_the_same_form_refuses_over_the_limit_then_uploads(
     file_input = page.get_by_label("File", exact=True)
     assert file_input.is_visible()
 
-    page.expected_errors.append(FAILED_RESOURCE)  # the refusal's 413 page
+    allow_refusals(page, "/upload/")  # the refusal's 413 page
     file_input.set_input_files(big)
     page.get_by_role("button", name="Upload", exact=True).click()
     page.wait_for_load_state()
@@ -190,7 +190,7 @@ def test_a_form_for_several_files_checks_count_and_names_and_reports_each_answer
     page, live_server, owner, actor, upload_dirs
 ):
     make_policy(actor, "minutes", max_files_per_request=2)
-    allow_refusals(page)  # the server refuses one file
+    allow_refusals(page, "/api/v1/uploads/")  # the server refuses one file
     sent = api_requests(page)
     log_in(page, live_server, "owner")
     page.goto(live_server.url + "/upload/minutes/")
@@ -268,7 +268,10 @@ def test_the_whole_upload_flow_with_the_keyboard_alone(
     notes.write_text(NOTES)
     page.goto(live_server.url + "/accounts/login/")
     screenshot(page, "login")
-    page.keyboard.type("owner")  # the username field has the focus when the page opens
+    # The username field takes the focus as the page opens (autofocus): wait for it, as a person
+    # would see the caret before typing.
+    expect(page.get_by_label("Username")).to_be_focused()
+    page.keyboard.type("owner")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
@@ -341,3 +344,44 @@ def test_the_pages_fit_a_375px_phone(page, live_server, owner, actor, upload_dir
     assert page.get_by_role("cell", name=long_name, exact=True).is_visible()
     assert_fits(page)
     screenshot(page, "my-uploads-375")
+
+
+def test_the_progress_bar_moves_while_the_file_is_sent(page, live_server, owner, upload_dirs):
+    log_in(page, live_server, "owner")
+    page.goto(live_server.url + "/upload/")
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    network.send(  # a slow uplink: about two seconds for this file
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": MIB},
+    )
+    drop_files(page, [("survey.txt", "a" * 2 * MIB)])
+    file_row(page, "survey.txt").evaluate(
+        """row => {
+            window.progressSeen = [];
+            new MutationObserver(() => {
+                const bar = row.querySelector("progress");
+                if (bar) window.progressSeen.push(bar.value);
+            }).observe(row, {attributes: true, childList: true, subtree: true});
+        }"""
+    )
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(summary_of(page)).to_have_text("Uploaded survey.txt.")
+    seen = page.evaluate("window.progressSeen")
+    assert any(0 < value < 100 for value in seen), seen  # it moved, not just jumped to 100
+    assert seen[-1] == 100
+
+
+def test_a_file_name_is_shown_as_text_never_as_markup(page, live_server, owner, upload_dirs):
+    name = "<img src=x onerror=alert(1)>.txt"
+    page.on("dialog", lambda dialog: pytest.fail(f"a script ran: {dialog.message}"))
+    log_in(page, live_server, "owner")
+    page.goto(live_server.url + "/upload/")
+    drop_files(page, [(name, NOTES)])
+    assert file_row(page, name).locator(".file-name").inner_text() == name
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(summary_of(page)).to_have_text(f"Uploaded {name}.")
+    assert page.locator("main img").count() == 0
+    page.goto(live_server.url + "/uploads/")
+    assert page.get_by_role("cell", name=name, exact=True).is_visible()
+    assert page.locator("main img").count() == 0

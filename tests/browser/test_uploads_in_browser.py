@@ -44,7 +44,7 @@ def test_a_user_uploads_a_picture_and_downloads_it(page, live_server, owner, upl
 def test_a_refused_file_shows_why_next_to_it(page, live_server, owner, upload_dirs, tmp_path):
     disguised = tmp_path / "notes.txt"
     disguised.write_bytes(b"<html><body><script>alert(1)</script></body></html>")
-    allow_refusals(page)
+    allow_refusals(page, "/api/v1/uploads/")  # the page sends it through the API
     log_in(page, live_server, "owner")
     page.goto(live_server.url + "/upload/")
     page.set_input_files("#id_file", str(disguised))

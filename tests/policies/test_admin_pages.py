@@ -304,7 +304,7 @@ def test_the_audit_entry_shows_what_the_change_did_with_linked_numbers(
     assert listed_events(watcher_client, type_link) == {after_refused[-1].pk}
 
 
-def test_the_history_shows_the_watch_and_without_event_access_no_links(
+def test_without_event_access_the_history_shows_no_upload_numbers(
     editor_client, default_policy, actor, monkeypatch
 ):
     changed = timezone.now() - timedelta(days=1)
@@ -314,8 +314,27 @@ def test_the_history_shows_the_watch_and_without_event_access_no_links(
     body = editor_client.get(url("uploadpolicy", "history", default_policy.pk)).content.decode()
 
     assert "Watch after release" in body
-    assert row_cells(body, "policies-watch-refused")[:2] == ["0", "1 (100%)"]
-    assert row_links(body, "policies-watch-refused") == []  # the editor may not read events
+    assert "shown to those who may view upload events" in body
+    assert "policies-watch-refused" not in body  # the editor may not read events
+    assert "file_too_large" not in body
+
+
+def test_release_watch_counts_uploads_under_a_name_given_later_in_the_window(
+    watcher_client, default_policy, actor, monkeypatch
+):
+    changed = timezone.now() - timedelta(days=3)
+    entry = change_policy(
+        default_policy, actor, monkeypatch, at=changed, max_file_size_bytes=1 * MIB
+    )
+    change_policy(default_policy, actor, monkeypatch, at=changed + timedelta(days=1), slug="main")
+    event("default", "file_too_large", changed + timedelta(hours=2))
+    for hours in (30, 40, 50):
+        event("main", "file_too_large", changed + timedelta(hours=hours))
+
+    body = watcher_client.get(url("auditentry", "change", entry.pk)).content.decode()
+
+    assert row_cells(body, "policies-watch-refused")[:2] == ["0", "4 (100%)"]
+    assert "as default / main" in body
 
 
 def test_a_change_made_just_now_says_to_come_back_later(

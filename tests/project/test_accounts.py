@@ -96,3 +96,11 @@ def test_login_and_logout_keep_their_url_names():
     assert reverse("logout") == "/accounts/logout/"
     with pytest.raises(NoReverseMatch):
         reverse("password_reset")
+
+
+def test_an_empty_login_form_says_what_is_missing_next_to_each_field(client):
+    html = client.post("/accounts/login/", {"username": "", "password": ""}).content.decode()
+    assert html.count("This field is required.") == 2
+    assert 'aria-describedby="id_username_error"' in html
+    assert 'id="id_username_error"' in html
+    assert 'aria-invalid="true"' in html
