@@ -57,7 +57,7 @@ def test_a_refusal_shows_the_api_detail_next_to_the_field(signed_in, upload_dirs
     event = only_event()
     assert event.code == "type_not_allowed"
     page = response.content.decode()
-    error = re.search(r'<p id="file-error" class="error">(.*?)</p>', page, re.S)
+    error = re.search(r'<p id="file-error" class="error" role="alert">(.*?)</p>', page, re.S)
     assert error
     assert "is not a type this upload accepts" in error.group(1) or "HTML" in error.group(1)
     assert 'aria-describedby="file-hint file-error"' in page

@@ -101,10 +101,11 @@ def test_a_file_over_the_limit_sent_without_javascript_is_refused_naming_the_lim
     response = signed_in.post("/upload/", body, content_type=content_type)
     assert response.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     page = response.content.decode()
-    error = re.search(r'<p id="file-error" class="error">(.*?)</p>', page, re.S)
+    error = re.search(r'<p id="file-error" class="error" role="alert">(.*?)</p>', page, re.S)
     assert error
     assert error.group(1) == "The file is larger than 1 MiB, the most this upload accepts."
     assert "Up to 1 MiB each." in page
+    assert 'aria-invalid="true"' in page  # the file input says it holds the refused choice
     upload_dirs.assert_nothing_kept()
 
 
