@@ -58,6 +58,16 @@ def drop_files(page, files: list[tuple[str, str]]) -> None:
         }""",
         files,
     )
+    # A browser lets a drop happen only where dragover was cancelled: check the zone does that.
+    accepts = page.locator(".drop-zone").evaluate(
+        """(zone, transfer) => {
+            const over = new DragEvent("dragover", {dataTransfer: transfer, cancelable: true});
+            zone.dispatchEvent(over);
+            return over.defaultPrevented;
+        }""",
+        transfer,
+    )
+    assert accepts, "the drop zone does not accept a drag"
     page.dispatch_event(".drop-zone", "drop", {"dataTransfer": transfer})
 
 
