@@ -1,5 +1,5 @@
 """The one place that turns an error into the API's `{"code", "detail", ...}` body; the
-permission check the report endpoints share; and the pages every list answers in."""
+permission check the report endpoints share; and the pages the long lists answer in."""
 
 from __future__ import annotations
 
