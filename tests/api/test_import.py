@@ -277,3 +277,13 @@ def test_a_dry_run_refuses_what_the_real_run_would(tmp_path, default_policy):
     default_policy.refresh_from_db()
     assert (default_policy.title, default_policy.max_file_size_bytes) == ("Default", 10485760)
     assert AuditEntry.objects.count() == entries
+
+
+def test_an_import_names_its_operator_in_the_audit_log(tmp_path, editor):
+    document = json.loads(exported())
+    document["upload_policies"]["default"]["title"] = "Reviewed"
+    import_file(tmp_path, json.dumps(document), "--actor", "editor")
+    entry = AuditEntry.objects.order_by("-seq").first()
+    assert (entry.action, entry.actor) == ("import", "user:editor")
+    with pytest.raises(CommandError, match="--actor nobody: no active user"):
+        import_file(tmp_path, exported(), "--actor", "nobody")

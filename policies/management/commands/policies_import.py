@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from policies.exchange import ImportRefused, apply, parse_document, plan
@@ -23,12 +24,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="print and check the changes, make none"
         )
+        parser.add_argument(
+            "--actor",
+            metavar="USERNAME",
+            help='who is importing, as the audit log names them (default: "system")',
+        )
 
     def handle(self, *args, **options):
         try:
             text = Path(options["file"]).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"{options['file']}: {exc}") from None
+        actor = self._actor(options["actor"])
         try:
             changes = plan(parse_document(text))
             for change in changes:
@@ -38,7 +45,7 @@ class Command(BaseCommand):
                 return
             apply(
                 changes,
-                actor=Actor.system(),
+                actor=actor,
                 reason=options["reason"],
                 rollback_note=options["rollback_note"],
                 dry_run=options["dry_run"],
@@ -49,3 +56,12 @@ class Command(BaseCommand):
         except ImportRefused as refused:
             raise CommandError(f"{options['file']}: {refused}; nothing was changed.") from None
         self.stdout.write(f"Imported: {len(changes)} change(s), each an audit entry.")
+
+    @staticmethod
+    def _actor(username: str | None) -> Actor:
+        if username is None:
+            return Actor.system()
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise CommandError(f"--actor {username}: no active user by that name")
+        return Actor.for_user(user)
