@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from policies.headers import rule_sets
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -19,6 +21,15 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@pytest.fixture(autouse=True)
+def fresh_rules():
+    """Header rules as the test's database has them: each test's rules, not a cached earlier
+    test's (the live server shares this process's rule cache)."""
+    rule_sets.clear()
+    yield
+    rule_sets.clear()
 
 
 @pytest.fixture(scope="session")

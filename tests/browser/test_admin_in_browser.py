@@ -10,7 +10,6 @@ import pytest
 from django.utils import timezone
 
 from policies import services
-from policies.headers import rule_sets
 from policies.models import MIB, AuditEntry, CspReport, UploadPolicy
 from tests.browser.conftest import screenshot
 from tests.browser.test_headers_in_browser import log_in
@@ -18,13 +17,6 @@ from tests.conftest import PASSWORD
 from uploads.models import UploadEvent
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def fresh_rules():
-    rule_sets.clear()
-    yield
-    rule_sets.clear()
 
 
 @pytest.fixture

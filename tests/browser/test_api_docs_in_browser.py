@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from policies.headers import rule_sets
 from tests.browser.conftest import csp_violations, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def fresh_rules():
-    rule_sets.clear()
-    yield
-    rule_sets.clear()
 
 
 def test_the_docs_list_the_upload_endpoint_without_csp_violations(page, live_server):

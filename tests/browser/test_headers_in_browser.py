@@ -12,13 +12,6 @@ from tests.conftest import PASSWORD
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(autouse=True)
-def fresh_rules():
-    rule_sets.clear()
-    yield
-    rule_sets.clear()
-
-
 def log_in(page, live_server, username: str, path: str = "/accounts/login/") -> None:
     page.goto(live_server.url + path)
     page.fill("input[name=username]", username)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Permission
 
-from policies.headers import rule_sets
 from tests.browser.conftest import csp_violations, screenshot, watched_page
 from tests.browser.test_headers_in_browser import log_in
 from tests.uploads import make_images
@@ -14,13 +13,6 @@ from tests.uploads.ops import api_upload, make_policy, token_client_for
 from uploads.models import Upload, UploadEvent
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def fresh_rules():
-    rule_sets.clear()
-    yield
-    rule_sets.clear()
 
 
 def test_the_policy_page_shows_what_a_rehearsal_would_have_refused(

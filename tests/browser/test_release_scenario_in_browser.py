@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from policies.headers import rule_sets
 from policies.models import MIB, AuditEntry, UploadPolicy
 from tests.browser.conftest import allow_refusals, screenshot, watched_page
 from tests.browser.test_headers_in_browser import log_in
@@ -19,13 +18,6 @@ from uploads.models import Upload
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 REFUSAL = "The file is larger than 1 MiB, the most this upload accepts."
-
-
-@pytest.fixture(autouse=True)
-def fresh_rules():
-    rule_sets.clear()
-    yield
-    rule_sets.clear()
 
 
 def lower_the_limit(admin, live_server) -> None:

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from policies.headers import rule_sets
-from policies.models import UploadPolicy
+from policies.models import MIB, UploadPolicy
 from tests.browser.conftest import allow_refusals, screenshot, watched_page
 from tests.browser.test_headers_in_browser import log_in
 from tests.conftest import PASSWORD
@@ -21,16 +20,8 @@ from uploads.models import Upload, UploadStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-MIB = 1024 * 1024
 NOTES = "minutes of the meeting\n"
 TOO_BIG = "The file is larger than 1 MiB, the most this upload accepts."
-
-
-@pytest.fixture(autouse=True)
-def fresh_rules():
-    rule_sets.clear()
-    yield
-    rule_sets.clear()
 
 
 @pytest.fixture

@@ -5,20 +5,12 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from policies.headers import rule_sets
 from tests.browser.conftest import allow_refusals, csp_violations, screenshot
 from tests.browser.test_headers_in_browser import log_in
 from tests.uploads import make_images
 from uploads.models import Upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def fresh_rules():
-    rule_sets.clear()
-    yield
-    rule_sets.clear()
 
 
 def test_a_user_uploads_a_picture_and_downloads_it(page, live_server, owner, upload_dirs, tmp_path):
